@@ -1,0 +1,1 @@
+//! The kvstore client library. Arriving with issue 3.
