@@ -26,3 +26,4 @@ pub use client::{Client, DeleteResult, GetResult, PutResult, ReadOptions, WriteO
 pub use config::ClientConfig;
 pub use error::{ClientError, ErrorKind, OUTCOME_HEADER};
 pub use kvstore_proto::{ConsistencyLevel, Version, pb};
+pub use topology::ring_placement;

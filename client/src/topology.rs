@@ -16,6 +16,18 @@ use crate::ClientError;
 use crate::pool::{Node, Pool};
 use crate::routing::{self, Health, RouteTable};
 
+/// The placement ring a ring state describes: the members that own tokens (up, suspect, down
+/// or leaving; see the routing module), with the reported virtual nodes. The same function the
+/// client routes with, public so tools (the `kv ring` command, loadgen) compute ownership the
+/// same way.
+pub fn ring_placement(ring: &pb::RingStateResponse) -> Ring {
+    let owners = ring.members.iter().filter_map(|m| {
+        let state = MemberState::try_from(m.state).unwrap_or(MemberState::Unknown);
+        routing::owns_tokens(state).then_some(m.id)
+    });
+    Ring::new(owners, ring.vnodes.max(1))
+}
+
 /// One member as this client knows it.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
@@ -74,11 +86,7 @@ impl Topology {
                 all.push(Arc::clone(seed));
             }
         }
-        let owners = members
-            .iter()
-            .filter(|(_, m)| routing::owns_tokens(m.state))
-            .map(|(&id, _)| id);
-        let placement = Ring::new(owners, ring.vnodes.max(1));
+        let placement = ring_placement(ring);
         let n = usize::try_from(ring.replication_factor.max(1)).unwrap_or(usize::MAX);
         let routes = (!placement.is_empty()).then(|| RouteTable::new(&placement, n));
         Ok(Self {
