@@ -222,6 +222,9 @@ fn save_members(shared: &Shared) {
     let Some(dir) = &shared.config.data_dir else {
         return;
     };
+    // Two tasks may save at once; they must not share the temporary file.
+    static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = SAVING.lock().unwrap_or_else(|p| p.into_inner());
     let members: Vec<_> = shared.read_members(|t, _| t.members().cloned().collect());
     if let Err(e) = persist::save(&dir.join("members"), &members) {
         tracing::warn!(error = %e, "cannot save the member table");
