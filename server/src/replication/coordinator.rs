@@ -94,7 +94,17 @@ fn hint(shared: &Shared, node: u32, key: &str, entry: &Entry) {
     }
     match shared.hints.add(node, key, entry.clone()) {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(node, key, "hints for node full: hint dropped"),
+        Ok(false) => {
+            // Logged at 1, 2, 4, 8, ... drops: a long outage must not flood the log.
+            let dropped = shared.hints.dropped();
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    node,
+                    dropped,
+                    "hints for a down node are full: new hints dropped (read repair heals those keys)"
+                );
+            }
+        }
         Err(e) => tracing::error!(node, key, error = %e, "cannot store hint"),
     }
 }
