@@ -69,14 +69,17 @@ pub async fn run_with_ready(
     // Storage, clock, hints, members.
     let lock = config.data_dir.as_deref().map(datadir::lock).transpose()?;
     let dir = lock.as_ref().map(|l| l.path().to_path_buf());
-    let engine = datadir::open_engine(
-        dir.as_ref().map(|d| d.join("data")).as_deref(),
-        &config.fsync,
-    )?;
-    let hints_engine = datadir::open_engine(
-        dir.as_ref().map(|d| d.join("hints")).as_deref(),
-        &config.fsync,
-    )?;
+    let open = |sub: &str| {
+        datadir::open_engine(
+            dir.as_ref().map(|d| d.join(sub)).as_deref(),
+            &config.fsync,
+            config.max_key_bytes,
+            config.max_value_bytes,
+        )
+    };
+    let data = open("data")?;
+    let engine = data.engine.clone();
+    let hints_engine = open("hints")?.engine;
     let hints = HintStore::new(hints_engine, config.max_hints_per_target);
     let mut hlc = Hlc::new(Arc::new(SystemClock), config.max_clock_offset_ms);
     if let Some(d) = &dir {
@@ -118,7 +121,7 @@ pub async fn run_with_ready(
     );
     let had_peers = saved.iter().any(|m| m.id != config.node_id);
     table.merge_all(saved, 0);
-    let shared = Shared::new(config, engine, hints, hlc, table);
+    let shared = Shared::new(config, engine, data.log, hints, hlc, table);
     if !had_peers && shared.config.join.is_empty() {
         shared.set_synced();
     }
@@ -243,12 +246,7 @@ async fn maintenance(shared: Arc<Shared>) {
         tokio::select! {
             _ = tick.tick() => {
                 let s = shared.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    let now = s.wall_ms();
-                    s.engine.snapshot()?;
-                    s.engine.compact(now)
-                })
-                .await;
+                let r = tokio::task::spawn_blocking(move || storage_upkeep(&s)).await;
                 match r {
                     Ok(Ok(())) => tracing::debug!("maintenance done"),
                     Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),
@@ -264,4 +262,25 @@ async fn maintenance(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// One round of storage upkeep: a snapshot, and compaction when the durable engine says enough
+/// is reclaimable.
+fn storage_upkeep(shared: &Shared) -> std::result::Result<(), crate::storage::StorageError> {
+    if shared.config.faults.lose_tombstones {
+        // Fault injection: forget every tombstone, as a compaction that lost them would.
+        for key in shared.engine.keys() {
+            if let Some(e) = shared.engine.get_entry(&key)?
+                && e.tombstone
+            {
+                shared.engine.remove(&key, e.version)?;
+            }
+        }
+    }
+    shared.engine.snapshot()?;
+    let due = shared.log.as_ref().is_some_and(|l| l.compaction_due());
+    if due || shared.config.faults.lose_tombstones {
+        shared.engine.compact(shared.wall_ms())?;
+    }
+    Ok(())
 }
