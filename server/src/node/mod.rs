@@ -77,8 +77,7 @@ pub async fn run_with_ready(
             config.max_value_bytes,
         )
     };
-    let data = open("data")?;
-    let engine = data.engine.clone();
+    let datadir::Opened { engine, log } = open("data")?;
     let hints_engine = open("hints")?.engine;
     let hints = HintStore::new(hints_engine, config.max_hints_per_target);
     let mut hlc = Hlc::new(Arc::new(SystemClock), config.max_clock_offset_ms);
@@ -121,7 +120,7 @@ pub async fn run_with_ready(
     );
     let had_peers = saved.iter().any(|m| m.id != config.node_id);
     table.merge_all(saved, 0);
-    let shared = Shared::new(config, engine, data.log, hints, hlc, table);
+    let shared = Shared::new(config, engine, log, hints, hlc, table);
     if !had_peers && shared.config.join.is_empty() {
         shared.set_synced();
     }
@@ -205,8 +204,11 @@ pub async fn run_with_ready(
         Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("in-flight requests still running after the drain timeout"),
     }
-    for t in tasks {
+    for t in &tasks {
         t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
     }
     save_members(&shared);
     let s = shared.clone();
@@ -216,6 +218,18 @@ pub async fn run_with_ready(
     })
     .await
     .map_err(|e| Error::Membership(format!("flush task failed: {e}")))??;
+    // Background work of finished requests (read repair, straggler hints, stream handlers)
+    // still holds the shared state for a moment; the engines (and their directory locks) are
+    // released only when the last holder is gone, so wait for it (bounded) before returning:
+    // a node restarted on the same directory right after must find it free.
+    let until = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while Arc::strong_count(&shared) > 1 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if Arc::strong_count(&shared) > 1 {
+        tracing::warn!("background work still holds the engine after the drain timeout");
+    }
+    drop(shared);
     drop(lock);
     tracing::info!("stopped");
     Ok(())
