@@ -537,8 +537,9 @@ async fn run() {
         let f = replication_case(&cluster.addrs[1]).await;
         record(&mut rows, "replication ack (unary Replicate)", 1, f, echo);
         for addr in &cluster.addrs {
-            if let Ok(status) = client.status(addr).await {
-                server_reported.push((addr.clone(), status));
+            match client.status(addr).await {
+                Ok(status) => server_reported.push((addr.clone(), status)),
+                Err(e) => println!("status of {addr}: {e}"),
             }
         }
     }
