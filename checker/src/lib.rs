@@ -19,3 +19,11 @@ pub mod value_id;
 
 pub use error::CheckerError;
 pub use history::{HistoryReader, HistoryWriter, OpKind, Outcome, Record};
+mod model;
+mod report;
+pub mod rules;
+
+pub use model::OutcomeCounts;
+pub use report::{Anomaly, AnomalyClass, OpRef, Report, Staleness, Summary};
+pub use rules::{CheckConfig, Checker, check, parse_duration_ns};
+pub mod synth;
