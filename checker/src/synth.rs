@@ -91,7 +91,7 @@ pub fn generate<W: Write>(cfg: &SynthConfig, out: W) -> Result<u64, CheckerError
     let mut t: u64 = 0;
     let mut op_id: u64 = 0;
     let mut next_value: u64 = 1;
-    let phantom_at = (cfg.inject == Inject::Phantom).then_some(cfg.ops / 2);
+    let mut phantom_pending = cfg.inject == Inject::Phantom;
     for n in 0..cfg.ops {
         t += rng.random_range(5_000..60_000); // ~30 us apart: ~30 ops in flight at 1 ms latency
         let invoke = t;
@@ -205,7 +205,8 @@ pub fn generate<W: Write>(cfg: &SynthConfig, out: W) -> Result<u64, CheckerError
                     }
                     St::Nothing => {}
                 }
-                if phantom_at == Some(n) {
+                if phantom_pending && n >= cfg.ops / 2 {
+                    phantom_pending = false;
                     rec.value_id = Some(u64::MAX - 1);
                     rec.tombstone = false;
                     rec.expires_at_ms = None;

@@ -154,6 +154,27 @@ fn cases() -> Vec<Case> {
             &[],
         ),
         case(
+            "an unknown-outcome delete whose tombstone was collected",
+            "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
+             2,0,n1,delete,a,,,unknown,500000,3000000,,,,,\n"
+                .to_string()
+                + &finals(3, "a", ",false,,"),
+            &[],
+        ),
+        case(
+            "an expired put compacted away everywhere",
+            format!("1,0,n1,put,a,1,,ok,0,1000000,{T1000},1,100,,\n") + &finals(2, "a", ",false,,"),
+            &[],
+        ),
+        case(
+            "lost write: an unknown delete long before the put cannot excuse it",
+            "1,0,n1,delete,a,,,unknown,0,1000000,,,,,\n\
+             2,0,n1,put,a,1,,ok,2000000000,2001000000,10,1,,,\n"
+                .to_string()
+                + &finals(3, "a", ",false,,"),
+            &[(C::LostWrite, 1)],
+        ),
+        case(
             "a failed get and a failed put are ignored",
             "1,0,n1,put,a,1,,fail,0,1000000,,,,,\n\
              2,0,n1,get,a,,,fail,0,1000000,,,,,\n"
@@ -477,4 +498,16 @@ fn reused_ids_make_the_history_unreadable() {
         .unwrap_err();
         assert_eq!(err.to_string(), want);
     }
+}
+
+#[test]
+fn the_readme_example_is_a_valid_history() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```csv\n").expect("csv block") + "```csv\n".len();
+    let end = start + readme[start..].find("```").expect("end of block");
+    let reader = HistoryReader::new(readme[start..end].as_bytes()).expect("header");
+    let report = check(reader, &CheckConfig::default()).expect("readable");
+    assert!(report.valid, "{}", report.render_text(5));
+    assert_eq!(report.summary.operations, 9);
+    assert_eq!(report.summary.keys_verified, 1);
 }

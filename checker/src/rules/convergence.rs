@@ -309,17 +309,20 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
         None
     };
     let floor = top_version.max(excused_floor);
+    // The latest completion of an unknown-outcome delete: one that could be newer than a write.
+    let last_unknown_delete = key
+        .ops
+        .iter()
+        .filter(|d| d.kind == OpKind::Delete && d.outcome == Outcome::Unknown)
+        .map(|d| d.complete)
+        .max();
     for w in key.ops.iter().filter(|w| w.is_acked_write()) {
         let Some(vw) = w.version else { continue };
         if floor.is_some_and(|fl| vw <= fl) {
             continue;
         }
         if all_nothing
-            && key.ops.iter().any(|d| {
-                d.kind == OpKind::Delete
-                    && d.outcome == Outcome::Unknown
-                    && d.complete.saturating_add(ctx.offset) >= w.invoke
-            })
+            && last_unknown_delete.is_some_and(|c| c.saturating_add(ctx.offset) >= w.invoke)
         {
             continue;
         }
