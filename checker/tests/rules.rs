@@ -505,7 +505,7 @@ fn the_readme_example_is_a_valid_history() {
     let readme = include_str!("../README.md");
     let start = readme.find("```csv\n").expect("csv block") + "```csv\n".len();
     let end = start + readme[start..].find("```").expect("end of block");
-    let reader = HistoryReader::new(readme[start..end].as_bytes()).expect("header");
+    let reader = HistoryReader::new(&readme.as_bytes()[start..end]).expect("header");
     let report = check(reader, &CheckConfig::default()).expect("readable");
     assert!(report.valid, "{}", report.render_text(5));
     assert_eq!(report.summary.operations, 9);
