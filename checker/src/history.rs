@@ -219,6 +219,8 @@ impl Record {
 pub struct HistoryWriter<W: Write> {
     inner: csv::Writer<W>,
     buf: String,
+    /// The CSV line the next row will occupy (the header is line 1): names a refused record.
+    next_line: u64,
 }
 
 impl<W: Write> HistoryWriter<W> {
@@ -233,13 +235,15 @@ impl<W: Write> HistoryWriter<W> {
         Ok(Self {
             inner,
             buf: String::with_capacity(32),
+            next_line: 2,
         })
     }
 
     /// Appends one row. The record is validated first, so loadgen cannot write a history the
-    /// checker would refuse.
+    /// checker would refuse; an error names the line the row would have taken.
     pub fn write(&mut self, r: &Record) -> Result<(), CheckerError> {
-        r.validate(0)?;
+        r.validate(self.next_line)?;
+        self.next_line += 1;
         self.field(|b| num(b, r.op_id))?;
         self.field(|b| num(b, r.client))?;
         self.field(|b| b.push_str(&r.node))?;

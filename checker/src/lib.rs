@@ -13,6 +13,8 @@
 //! not decide what loadgen runs; [`synth`] only generates synthetic histories for benchmarks and
 //! tests of the checker itself.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod history;
 pub mod value_id;
