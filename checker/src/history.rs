@@ -22,6 +22,9 @@
 //! | `expires_at_ms` | u64 or empty     | reads only: the expiry the store reported (0 or empty = none) |
 //! | `replica`       | string or empty  | final_read only: the replica read directly (LocalRead); empty = the final read through the cluster |
 //!
+//! A read of a live value whose bytes carry no value id is recorded with an empty `value_id`,
+//! `tombstone=false` and the value's version (the checker reports it as a phantom).
+//!
 //! Final reads of a replica record the entry exactly as stored: a value (`value_id` + version,
 //! even when expired), a tombstone (`tombstone=true`, the tombstone's version, no `value_id`),
 //! or nothing stored (all three empty).

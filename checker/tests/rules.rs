@@ -271,6 +271,16 @@ fn cases() -> Vec<Case> {
             &[(C::PhantomRead, 1)],
         ),
         case(
+            "phantom: a get returns a value without a value id",
+            "1,0,n1,get,a,,false,ok,0,1000000,10,1,,,\n".to_string() + &finals(2, "a", ",false,,"),
+            &[(C::PhantomRead, 1)],
+        ),
+        case(
+            "winner: replicas hold a value without a value id",
+            finals(1, "a", ",false,10,1"),
+            &[(C::BadWinner, 1)],
+        ),
+        case(
             "failed write read: a get returns the value of a failed put",
             "1,0,n1,put,a,1,,fail,0,1000000,,,,,\n\
              2,0,n1,get,a,1,,ok,2000000,3000000,10,1,,,\n"

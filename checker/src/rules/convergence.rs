@@ -33,6 +33,8 @@ enum State {
     Nothing,
     Tombstone(Version),
     Value(u64, Version),
+    /// A live value whose bytes carry no value id.
+    Foreign(Version),
 }
 
 impl State {
@@ -40,6 +42,7 @@ impl State {
         match (op.value_id, op.version) {
             (Some(x), Some(v)) => Self::Value(x, v),
             (None, Some(v)) if op.tombstone => Self::Tombstone(v),
+            (None, Some(v)) => Self::Foreign(v),
             _ => Self::Nothing,
         }
     }
@@ -47,7 +50,7 @@ impl State {
     fn version(self) -> Option<Version> {
         match self {
             Self::Nothing => None,
-            Self::Tombstone(v) | Self::Value(_, v) => Some(v),
+            Self::Tombstone(v) | Self::Value(_, v) | Self::Foreign(v) => Some(v),
         }
     }
 
@@ -56,6 +59,7 @@ impl State {
             Self::Nothing => "nothing".into(),
             Self::Tombstone(v) => format!("a tombstone @ {v}"),
             Self::Value(x, v) => format!("value id {x} @ {v}"),
+            Self::Foreign(v) => format!("a value without value id @ {v}"),
         }
     }
 }
@@ -195,7 +199,7 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
     if let (Some(c), false) = (cluster, replica_reads.is_empty()) {
         let got = State::of(c);
         let ok = match got {
-            State::Value(..) => got == top,
+            State::Value(..) | State::Foreign(_) => got == top,
             _ => match top {
                 State::Value(x, _) => put_of(x)
                     .and_then(|(_, p)| ctx.maybe_expired_at(p))
@@ -230,6 +234,15 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
         judged.push(*s);
         match *s {
             State::Nothing => {}
+            State::Foreign(v) => push(
+                f,
+                AnomalyClass::BadWinner,
+                key,
+                format!(
+                    "replicas hold a value @ {v} that carries no value id: no recorded put wrote it"
+                ),
+                vec![OpRef::new(op, role(op, *s))],
+            ),
             State::Value(x, v) => match model.put(x) {
                 Some((pk, p)) if model.keys[pk as usize].name == key.name => match p.outcome {
                     Outcome::Ok => {}
@@ -293,7 +306,7 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
     let top_version = top.version();
     let all_nothing = states.iter().all(|(s, _)| normal(*s) == State::Nothing);
     let raw_nothing = states.iter().all(|(s, _)| *s == State::Nothing);
-    let live_value = matches!(normal(top), State::Value(..));
+    let live_value = matches!(normal(top), State::Value(..) | State::Foreign(_));
     // The newest acknowledged write that explains "nothing" on every replica.
     let excused_floor = if all_nothing {
         key.ops

@@ -1,7 +1,8 @@
 //! Rules over individual reads: what a read returned must have been written.
 //!
 //! - **phantom**: a get (or the final read through the cluster) returned value id `x`, but no
-//!   put of that key wrote `x` (it is unknown, or belongs to another key);
+//!   put of that key wrote `x` (it is unknown, or belongs to another key), or returned a value
+//!   carrying no id at all;
 //! - **failed write read**: `x` was written by a put whose outcome is `fail` (definitely not
 //!   applied) - reported apart from phantoms because it points at the client's error mapping;
 //! - **version integrity**: every observation of `x` (the put's ack, every read, every replica)
@@ -134,7 +135,21 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, f: &mut Findings) {
                 }
                 continue;
             }
-            let Some(x) = op.value_id else { continue };
+            let Some(x) = op.value_id else {
+                // A live value without an id: bytes loadgen never wrote.
+                if !replica_read {
+                    f.push(AnomalyClass::PhantomRead, || Anomaly {
+                        class: AnomalyClass::PhantomRead,
+                        key: key.name.clone(),
+                        message: format!(
+                            "read a value @ {v} that carries no value id (no recorded put wrote it)"
+                        ),
+                        ops: vec![OpRef::new(op, "read")],
+                        staleness: None,
+                    });
+                }
+                continue;
+            };
             let put = match model.put(x) {
                 Some((pk, put)) if pk == k as u32 => put,
                 other => {
