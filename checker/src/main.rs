@@ -1,6 +1,7 @@
 //! `checker`: the project's correctness verdict on a recorded history.
 //!
-//! - `checker verify history.csv [--json report.json] [--max-clock-offset 500ms] [--show 20]`
+//! - `checker verify history.csv [--json report.json] [--max-clock-offset 500ms]
+//!   [--tombstone-grace 1h] [--show 20]`
 //!   prints the summary, the count per anomaly class and the listed anomalies with their CSV
 //!   lines; exit 0 = valid, 1 = violations found, 2 = unreadable input (line and column named).
 //! - `checker synth out.csv --ops N --keys K --seed S [--inject CLASS]` writes a synthetic
@@ -39,6 +40,9 @@ enum Cmd {
         /// Largest clock difference between nodes and loadgen (ns, us, ms, s).
         #[arg(long, default_value = "500ms", value_parser = parse_duration_ns)]
         max_clock_offset: u64,
+        /// The servers' tombstone grace period: before it passed, a tombstone must still exist.
+        #[arg(long, default_value = "1h", value_parser = parse_duration_ns)]
+        tombstone_grace: u64,
         /// Anomalies printed per class (all are counted; the JSON lists up to 1000 per class).
         #[arg(long, default_value_t = 20)]
         show: usize,
@@ -77,8 +81,18 @@ fn main() -> ExitCode {
             history,
             json,
             max_clock_offset,
+            tombstone_grace,
             show,
-        } => verify(&history, json.as_deref(), max_clock_offset, show),
+        } => verify(
+            &history,
+            json.as_deref(),
+            CheckConfig {
+                max_clock_offset_ns: max_clock_offset,
+                tombstone_grace_ns: tombstone_grace,
+                ..CheckConfig::default()
+            },
+            show,
+        ),
         Cmd::Synth {
             out,
             ops,
@@ -98,14 +112,10 @@ fn main() -> ExitCode {
 fn verify(
     path: &std::path::Path,
     json: Option<&std::path::Path>,
-    offset: u64,
+    cfg: CheckConfig,
     show: usize,
 ) -> ExitCode {
     let started = Instant::now();
-    let cfg = CheckConfig {
-        max_clock_offset_ns: offset,
-        ..CheckConfig::default()
-    };
     let report = match read_and_check(path, cfg) {
         Ok(r) => r,
         Err(e) => {

@@ -29,12 +29,17 @@ fn parts(state: &str) -> (&str, &str, &str, &str) {
 }
 
 fn run(csv: &str, offset_ms: u64) -> Report {
+    run_with(csv, offset_ms, 3_600_000)
+}
+
+fn run_with(csv: &str, offset_ms: u64, grace_ms: u64) -> Report {
     let text = format!("{}\n{csv}", COLUMNS.join(","));
     let reader = HistoryReader::new(text.as_bytes()).expect("header");
     check(
         reader,
         &CheckConfig {
             max_clock_offset_ns: offset_ms * 1_000_000,
+            tombstone_grace_ns: grace_ms * 1_000_000,
             ..CheckConfig::default()
         },
     )
@@ -45,6 +50,7 @@ struct Case {
     name: &'static str,
     history: String,
     offset_ms: u64,
+    grace_ms: u64,
     expect: &'static [(C, u64)],
 }
 
@@ -53,6 +59,7 @@ fn case(name: &'static str, history: String, expect: &'static [(C, u64)]) -> Cas
         name,
         history,
         offset_ms: 500,
+        grace_ms: 3_600_000,
         expect,
     }
 }
@@ -116,13 +123,23 @@ fn cases() -> Vec<Case> {
                 + &finals(3, "a", ",true,20,1"),
             &[],
         ),
+        Case {
+            name: "a tombstone collected on every replica after its grace period",
+            history: "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
+                      2,0,n1,delete,a,,,ok,2000000,3000000,20,1,,,\n"
+                .to_string()
+                + &finals(3, "a", ",false,,"),
+            offset_ms: 500,
+            grace_ms: 1000,
+            expect: &[],
+        },
         case(
-            "a tombstone already collected on every replica",
+            "lost write: a tombstone gone from every replica before its grace period",
             "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
              2,0,n1,delete,a,,,ok,2000000,3000000,20,1,,,\n"
                 .to_string()
                 + &finals(3, "a", ",false,,"),
-            &[],
+            &[(C::LostWrite, 1)],
         ),
         case(
             "an unknown-outcome delete that won",
@@ -153,13 +170,23 @@ fn cases() -> Vec<Case> {
             ) + &finals(4, "a", &format!(",true,{},1", T1000 + 5)),
             &[],
         ),
+        Case {
+            name: "an unknown-outcome delete whose tombstone was collected after its grace",
+            history: "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
+                      2,0,n1,delete,a,,,unknown,500000,3000000,,,,,\n"
+                .to_string()
+                + &finals(3, "a", ",false,,"),
+            offset_ms: 500,
+            grace_ms: 1000,
+            expect: &[],
+        },
         case(
-            "an unknown-outcome delete whose tombstone was collected",
+            "lost write: nothing left, an unknown delete's tombstone cannot be collected yet",
             "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
              2,0,n1,delete,a,,,unknown,500000,3000000,,,,,\n"
                 .to_string()
                 + &finals(3, "a", ",false,,"),
-            &[],
+            &[(C::LostWrite, 1)],
         ),
         case(
             "an expired put compacted away everywhere",
@@ -377,6 +404,7 @@ fn cases() -> Vec<Case> {
                 .to_string()
                 + &finals(3, "a", "1,false,50,1"),
             offset_ms: 10,
+            grace_ms: 3_600_000,
             expect: &[(C::RealTimeInversion, 1)],
         },
         Case {
@@ -386,6 +414,7 @@ fn cases() -> Vec<Case> {
                 .to_string()
                 + &finals(3, "a", "1,false,50,1"),
             offset_ms: 10,
+            grace_ms: 3_600_000,
             expect: &[],
         },
     ]
@@ -395,7 +424,7 @@ fn cases() -> Vec<Case> {
 fn every_rule_and_tricky_valid_case_gives_the_expected_verdict() {
     let mut failures = Vec::new();
     for c in cases() {
-        let report = run(&c.history, c.offset_ms);
+        let report = run_with(&c.history, c.offset_ms, c.grace_ms);
         for class in C::ALL {
             let want = c
                 .expect

@@ -13,9 +13,11 @@
 //!   key - which one cannot be told, as tombstones carry no value id).
 //! - **no lost acknowledged write**: every acknowledged write's version is at most the newest
 //!   replica state's version. When every replica holds nothing, a write is excused if an
-//!   acknowledged delete (its tombstone collected) or a surely expired put at least as new
-//!   exists, or an unknown-outcome delete could be newer (it did not complete more than the clock
-//!   offset before the write began). An acknowledged delete lost under a live value is a
+//!   acknowledged delete whose tombstone grace period surely passed (its tombstone may have
+//!   been collected) or a surely expired put at least as new exists, or an unknown-outcome
+//!   delete could be newer (it did not complete more than the clock offset before the write
+//!   began) and its grace period surely passed too. An acknowledged delete lost under a live
+//!   value is a
 //!   **resurrection**; any other is a lost write.
 
 use std::collections::BTreeMap;
@@ -313,7 +315,15 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
             .iter()
             .filter(|w| w.is_acked_write())
             .filter(|w| match w.kind {
-                OpKind::Delete => raw_nothing,
+                // The tombstone may only have been collected once the grace period surely
+                // passed (its version was stamped before the delete completed).
+                OpKind::Delete => {
+                    raw_nothing
+                        && first_final
+                            > w.complete
+                                .saturating_add(ctx.grace)
+                                .saturating_add(ctx.offset)
+                }
                 _ => ctx.surely_expired_at(w).is_some_and(|t| first_final > t),
             })
             .filter_map(|w| w.version)
@@ -322,16 +332,34 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
         None
     };
     let floor = top_version.max(excused_floor);
-    // The latest completion of an unknown-outcome delete: one that could be newer than a write.
+    // The latest completion of an unknown-outcome delete whose tombstone may have been
+    // collected (grace surely passed): one that could be newer than a write.
     let last_unknown_delete = key
         .ops
         .iter()
         .filter(|d| d.kind == OpKind::Delete && d.outcome == Outcome::Unknown)
+        .filter(|d| {
+            first_final
+                > d.complete
+                    .saturating_add(ctx.grace)
+                    .saturating_add(ctx.offset)
+        })
         .map(|d| d.complete)
+        .max();
+    // With nothing left, a put older than an acknowledged delete is rightly gone; the delete
+    // itself is judged by its grace period.
+    let newest_delete = key
+        .ops
+        .iter()
+        .filter(|d| d.kind == OpKind::Delete && d.is_acked_write())
+        .filter_map(|d| d.version)
         .max();
     for w in key.ops.iter().filter(|w| w.is_acked_write()) {
         let Some(vw) = w.version else { continue };
         if floor.is_some_and(|fl| vw <= fl) {
+            continue;
+        }
+        if all_nothing && w.kind == OpKind::Put && newest_delete.is_some_and(|d| vw < d) {
             continue;
         }
         if all_nothing
@@ -348,7 +376,12 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
         } else {
             AnomalyClass::LostWrite
         };
-        let message = if class == AnomalyClass::Resurrection {
+        let message = if w.kind == OpKind::Delete && raw_nothing {
+            format!(
+                "the tombstone of the acknowledged delete @ {vw} is gone from every replica before the tombstone grace period ({:.0} s) could pass: nothing stops an older value from coming back",
+                ctx.grace as f64 / 1e9
+            )
+        } else if class == AnomalyClass::Resurrection {
             format!(
                 "the acknowledged delete @ {vw} is newer than the converged {}: the deleted value came back",
                 top.describe()

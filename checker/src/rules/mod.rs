@@ -31,6 +31,10 @@ pub struct CheckConfig {
     /// (expiry, real-time inversion) only judge events further apart than this. Default 500 ms,
     /// the servers' default `max_clock_offset`.
     pub max_clock_offset_ns: u64,
+    /// How long the servers keep a tombstone before compaction may drop it, in ns (their
+    /// `tombstone_grace`, default 1 hour). A key whose acknowledged delete left no tombstone on
+    /// any replica is only excused once this has surely passed. Default 1 hour.
+    pub tombstone_grace_ns: u64,
     /// Anomalies listed per class in the report (all are counted). Default 1000.
     pub max_listed_per_class: usize,
 }
@@ -39,12 +43,13 @@ impl Default for CheckConfig {
     fn default() -> Self {
         Self {
             max_clock_offset_ns: 500_000_000,
+            tombstone_grace_ns: 3_600_000_000_000,
             max_listed_per_class: 1000,
         }
     }
 }
 
-/// Parses a duration like `500ms`, `1s`, `250us`, `100ns` or `0` into ns.
+/// Parses a duration like `500ms`, `1s`, `250us`, `100ns`, `2m`, `1h` or `0` into ns.
 pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -58,7 +63,9 @@ pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
         "us" => 1_000,
         "ms" => 1_000_000,
         "s" => 1_000_000_000,
-        _ => return Err(format!("`{s}`: unit must be one of ns, us, ms, s")),
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(format!("`{s}`: unit must be one of ns, us, ms, s, m, h")),
     };
     n.checked_mul(mul)
         .ok_or_else(|| format!("`{s}` overflows 64-bit nanoseconds"))
@@ -110,6 +117,8 @@ where
 pub(crate) struct Ctx<'a> {
     pub model: &'a Model,
     pub offset: u64,
+    /// [`CheckConfig::tombstone_grace_ns`].
+    pub grace: u64,
     /// Value ids of unknown-outcome puts observed by some read (their effect is proven).
     pub applied_unknown: HashSet<u64>,
 }
@@ -143,6 +152,7 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
     let mut ctx = Ctx {
         model,
         offset: cfg.max_clock_offset_ns,
+        grace: cfg.tombstone_grace_ns,
         applied_unknown: HashSet::new(),
     };
     reads::check(&mut ctx, &mut f);
@@ -205,11 +215,13 @@ mod tests {
             ("250us", Ok(250_000)),
             ("7ns", Ok(7)),
             ("0", Ok(0)),
+            ("2m", Ok(120_000_000_000)),
+            ("1h", Ok(3_600_000_000_000)),
         ];
         for (s, want) in cases {
             assert_eq!(parse_duration_ns(s), want, "{s}");
         }
-        for bad in ["", "ms", "5", "5m", "1.5s", "99999999999999999999s"] {
+        for bad in ["", "ms", "5", "5d", "1.5s", "99999999999999999999s"] {
             assert!(parse_duration_ns(bad).is_err(), "{bad}");
         }
     }
