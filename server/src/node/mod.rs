@@ -246,7 +246,12 @@ async fn maintenance(shared: Arc<Shared>) {
                 let r = tokio::task::spawn_blocking(move || {
                     let now = s.wall_ms();
                     s.engine.snapshot()?;
-                    s.engine.compact(now)
+                    s.engine.compact(now)?;
+                    #[cfg(feature = "fault-injection")]
+                    if s.config.faults.lose_tombstones {
+                        forget_tombstones(s.engine.as_ref())?;
+                    }
+                    Ok::<(), crate::storage::StorageError>(())
                 })
                 .await;
                 match r {
@@ -263,5 +268,44 @@ async fn maintenance(shared: Arc<Shared>) {
                 }
             }
         }
+    }
+}
+
+/// FAULT INJECTION (`--fault-lose-tombstones`, tests of the checker only): forgets every
+/// tombstone at compaction whatever its age, as a storage bug dropping them before the grace
+/// period would; a deleted value may then come back from a replica that missed the delete.
+#[cfg(feature = "fault-injection")]
+fn forget_tombstones(
+    engine: &dyn crate::storage::Engine,
+) -> Result<(), crate::storage::StorageError> {
+    for key in engine.keys() {
+        if let Some(e) = engine.get_entry(&key)?
+            && e.tombstone
+        {
+            engine.remove(&key, e.version)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(all(test, feature = "fault-injection"))]
+mod fault_tests {
+    use crate::storage::{Engine, Entry, Memory, Version};
+
+    #[test]
+    fn lose_tombstones_forgets_every_tombstone_and_nothing_else() {
+        let engine = Memory::new();
+        engine
+            .apply("kept", Entry::value(&b"v"[..], Version::new(5, 1)))
+            .unwrap();
+        engine
+            .apply("deleted", Entry::tombstone(Version::new(7, 2)))
+            .unwrap();
+        super::forget_tombstones(&engine).unwrap();
+        assert_eq!(engine.get_entry("deleted").unwrap(), None);
+        assert_eq!(
+            engine.get_entry("kept").unwrap().map(|e| e.version),
+            Some(Version::new(5, 1))
+        );
     }
 }
