@@ -370,6 +370,13 @@ fn cases() -> Vec<Case> {
             &[(C::UnverifiedKey, 1)],
         ),
         case(
+            "unverified: only the read through the cluster, no replica read directly",
+            "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
+             2,0,n1,final_read,a,1,,ok,9000000000,9000000001,10,1,,,\n"
+                .to_string(),
+            &[(C::UnverifiedKey, 1)],
+        ),
+        case(
             "unverified: a replica's final read failed",
             "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
              2,0,n1,final_read,a,1,,ok,9000000000,9000000001,10,1,,,r1\n\

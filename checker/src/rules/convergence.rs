@@ -6,7 +6,8 @@
 //! replicas and not others; no reader can tell them apart).
 //! - **agreement**: every replica's state is the same; the final read through the cluster (if
 //!   recorded) returns that value, or nothing when the state is a tombstone, nothing, or a value
-//!   that may have expired. A replica whose last final read failed leaves the key unverified.
+//!   that may have expired. A replica whose last final read failed, or a written key no replica
+//!   of which was read directly, is unverified.
 //! - **winner**: each replica's state was written by an acknowledged or unknown-outcome write:
 //!   a value id of a put of this key that did not fail, or a tombstone whose version an
 //!   acknowledged delete returned (or, when no ack names it, some unknown-outcome delete of the
@@ -140,6 +141,20 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
             .map(|op| (State::of(op), *op))
             .collect()
     };
+    if replica_reads.is_empty() && has_writes && !unverified && !states.is_empty() {
+        // Judged on the cluster's answer alone: agreement between replicas is unproven.
+        unverified = true;
+        push(
+            f,
+            AnomalyClass::UnverifiedKey,
+            key,
+            "the key was written but no replica was read directly in the final phase".into(),
+            states
+                .iter()
+                .map(|(_, op)| OpRef::new(op, "final read through the cluster"))
+                .collect(),
+        );
+    }
     if states.is_empty() {
         if has_writes && !unverified {
             push(
