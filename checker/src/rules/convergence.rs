@@ -382,34 +382,43 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
         {
             continue;
         }
-        let what = match (w.kind, w.value_id) {
-            (OpKind::Put, Some(x)) => format!("put of value id {x}"),
-            _ => "delete".to_string(),
-        };
         let class = if w.kind == OpKind::Delete && live_value {
             AnomalyClass::Resurrection
         } else {
             AnomalyClass::LostWrite
         };
-        let message = if w.kind == OpKind::Delete && raw_nothing {
-            format!(
-                "the tombstone of the acknowledged delete @ {vw} is gone from every replica before the tombstone grace period ({:.0} s) could pass: nothing stops an older value from coming back",
-                ctx.grace as f64 / 1e9
-            )
-        } else if class == AnomalyClass::Resurrection {
-            format!(
-                "the acknowledged delete @ {vw} is newer than the converged {}: the deleted value came back",
-                top.describe()
-            )
-        } else {
-            format!(
-                "the acknowledged {what} @ {vw} is newer than the converged state ({})",
-                top.describe()
-            )
-        };
-        let mut ops = vec![OpRef::new(w, format!("acknowledged {what}, lost"))];
-        ops.extend(finals.iter().cloned());
-        push(f, class, key, message, ops);
+        // Built only when listed: a broken run can lose every write.
+        f.push(class, || {
+            let what = match (w.kind, w.value_id) {
+                (OpKind::Put, Some(x)) => format!("put of value id {x}"),
+                _ => "delete".to_string(),
+            };
+            let message = if w.kind == OpKind::Delete && raw_nothing {
+                format!(
+                    "the tombstone of the acknowledged delete @ {vw} is gone from every replica before the tombstone grace period ({:.0} s) could pass: nothing stops an older value from coming back",
+                    ctx.grace as f64 / 1e9
+                )
+            } else if class == AnomalyClass::Resurrection {
+                format!(
+                    "the acknowledged delete @ {vw} is newer than the converged {}: the deleted value came back",
+                    top.describe()
+                )
+            } else {
+                format!(
+                    "the acknowledged {what} @ {vw} is newer than the converged state ({})",
+                    top.describe()
+                )
+            };
+            let mut ops = vec![OpRef::new(w, format!("acknowledged {what}, lost"))];
+            ops.extend(finals.iter().cloned());
+            Anomaly {
+                class,
+                key: key.name.clone(),
+                message,
+                ops,
+                staleness: None,
+            }
+        });
     }
     ctx.applied_unknown.extend(applied);
     !unverified
