@@ -1,14 +1,14 @@
-//! The verdict: the rules that judge a history, as pure functions over the parsed [`Model`]
+//! The verdict: the rules that judge a history, as pure functions over the parsed model
 //! (no I/O, no clock; time comes from the history's own timestamps).
 //!
 //! The rules, per key (each explained where it is implemented):
-//! - [`reads`]: every read names a value some put of that key wrote (phantom), not one that
+//! - `reads`: every read names a value some put of that key wrote (phantom), not one that
 //!   definitely failed, with that put's one version (version integrity, also: no two writes
 //!   share a version), and no value is read after its expiry beyond the clock offset;
-//! - [`convergence`]: the replicas' final reads agree; the agreed state was written by an
+//! - `convergence`: the replicas' final reads agree; the agreed state was written by an
 //!   acknowledged or unknown-outcome write; no acknowledged write is newer than it (lost write,
 //!   or resurrection when a delete was lost under an older value);
-//! - [`staleness`]: reported, not failed: stale reads and real-time inversions.
+//! - `staleness`: reported, not failed: stale reads and real-time inversions.
 //!
 //! Deliberately not checked: anything across keys (no transactions), read-your-writes or
 //! monotonic reads during the run (eventual consistency does not promise them), and replica
