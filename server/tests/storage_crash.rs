@@ -161,7 +161,9 @@ fn a_zeroed_tail_is_cut_and_appends_continue() {
 #[test]
 fn corruption_found_while_serving_is_an_error_never_a_wrong_value() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(config(dir.path(), FsyncPolicy::Never)).unwrap();
+    let mut cfg = config(dir.path(), FsyncPolicy::Never);
+    cfg.cache_value_max_bytes = 0; // every read goes to the disk
+    let log = Log::open(cfg).unwrap();
     log.apply("a", val("alpha", 1, 1)).unwrap();
     log.apply("b", val("bravo", 2, 1)).unwrap();
     let seg = &segment_files(dir.path())[0];

@@ -4,9 +4,10 @@
 //!   in parallel (itself through the engine, peers through their replication streams), answer
 //!   after the write quorum, and leave the stragglers to a background task that turns every
 //!   replica that failed or did not answer into a hint.
-//! - Get: ask every live replica of the key, answer after R answers with the newest version,
-//!   and in the background wait (bounded) for the rest and send the newest entry to every replica
-//!   that answered older or nothing (read repair, counted).
+//! - Get: ask R live replicas of the key (this node first when it is one; a replica that fails
+//!   is replaced by the next live one), answer with the newest version, and in the background
+//!   send the newest entry to every replica that answered older or nothing (read repair,
+//!   counted).
 //!
 //! Quorum arithmetic is in [`super::quorum`]; this module only moves messages and time.
 
@@ -252,11 +253,15 @@ pub async fn read(
     let required = level.required(shared.config.replication_factor);
     let level_name = format!("{level} (R={required})");
     let need = quorum::needed(required, replicas.len());
-    let live: Vec<u32> = replicas
+    // This node first (its answer costs no hop), then the preference order.
+    let mut live: Vec<u32> = replicas
         .iter()
         .copied()
         .filter(|&n| view.is_live(n))
         .collect();
+    if let Some(pos) = live.iter().position(|&n| n == shared.id()) {
+        live[..=pos].rotate_right(1);
+    }
     if live.len() < need {
         return Err(Error::Unavailable {
             needed: need,
@@ -264,22 +269,32 @@ pub async fn read(
             level: level_name,
         });
     }
+    // Ask R replicas; a failed one is replaced by the next live replica, if any.
     let deadline = Instant::now() + shared.config.request_timeout;
     let mut q = ReadQuorum::new(need, live.len());
     let mut futs: FuturesUnordered<ReplicaFuture<std::result::Result<Option<Entry>, ()>>> =
         FuturesUnordered::new();
-    for node in live {
+    let ask = |node: u32| -> ReplicaFuture<std::result::Result<Option<Entry>, ()>> {
         let (s, k) = (shared.clone(), key.to_owned());
-        futs.push(Box::pin(
-            async move { (node, read_replica(&s, node, &k).await) },
-        ));
+        Box::pin(async move { (node, read_replica(&s, node, &k).await) })
+    };
+    let mut spares = live.split_off(need).into_iter();
+    for node in live {
+        futs.push(ask(node));
     }
     let outcome = loop {
         match timeout_at(deadline, futs.next()).await {
-            Ok(Some((node, answer))) => match q.record(node, answer) {
-                Progress::Waiting => {}
-                p => break p,
-            },
+            Ok(Some((node, answer))) => {
+                let failed = answer.is_err();
+                match q.record(node, answer) {
+                    Progress::Waiting => {
+                        if failed && let Some(next) = spares.next() {
+                            futs.push(ask(next));
+                        }
+                    }
+                    p => break p,
+                }
+            }
             Ok(None) => break q.progress(),
             Err(_) => break Progress::Waiting,
         }

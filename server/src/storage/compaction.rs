@@ -265,6 +265,7 @@ fn write_outputs(
         let new = Loc {
             seg: out.seg.clone(),
             offset: out.len,
+            cached: None,
             ..old.clone()
         };
         out.buf.extend_from_slice(&rec);
