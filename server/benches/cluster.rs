@@ -9,7 +9,8 @@
 //! concurrency, with the ratio, and checked against the targets (N=1 >= 0.9 of echo, N=3
 //! QUORUM 80/20 >= 0.5 of echo).
 //!
-//! Bounded: each case runs `KV_BENCH_SECS` seconds (default 3) after a short warm-up; every
+//! Bounded: each case runs `KV_BENCH_SECS` seconds (default 3), cut into slices that
+//! alternate with the echo ceiling so both see the same machine load; every
 //! process started is killed (by its pid, via `Child::kill`) when the bench ends or panics.
 //! Run with `cargo bench -p kvstore-server --bench cluster`.
 
@@ -67,26 +68,62 @@ fn case_duration() -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-/// Runs `op` from `concurrency` tasks for the case duration (after a warm-up of a fifth of
-/// it) and returns throughput and latency percentiles. `op(worker, i)` does one operation.
-async fn measure<F, Fut>(concurrency: usize, op: F) -> Figures
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let op = Arc::new(op);
-    let total = case_duration();
-    let warmup = total / 5;
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + total;
+/// Slices each case is cut into, alternating with the echo ceiling, so both see the same
+/// machine load (the machine is shared: a load change between two long runs would skew the
+/// ratio).
+const SLICES: u32 = 6;
+
+/// One operation's future: says whether it succeeded. Boxed for every workload alike (echo
+/// included), so the harness costs the same on both sides of a ratio.
+type OpFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+/// A workload: `op(worker, i)` starts operation `i` of `worker`.
+type Op = Arc<dyn Fn(usize, u64) -> OpFuture + Send + Sync>;
+
+/// Raw measurements, mergeable across slices.
+struct Sample {
+    hist: Histogram<u64>,
+    ops: u64,
+    errors: u64,
+    secs: f64,
+}
+
+impl Sample {
+    fn new() -> Self {
+        Self {
+            hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds"),
+            ops: 0,
+            errors: 0,
+            secs: 0.0,
+        }
+    }
+
+    fn merge(&mut self, other: Sample) {
+        self.hist.add(other.hist).expect("same bounds");
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.secs += other.secs;
+    }
+
+    fn figures(&self) -> Figures {
+        Figures {
+            ops_per_sec: self.ops as f64 / self.secs.max(1e-9),
+            p50_us: self.hist.value_at_quantile(0.50),
+            p99_us: self.hist.value_at_quantile(0.99),
+            errors: self.errors,
+        }
+    }
+}
+
+/// Runs `op` from `concurrency` tasks for `warmup` (not recorded) then `window` (recorded);
+/// `op(worker, i)` does one operation and says whether it succeeded.
+async fn measure(concurrency: usize, warmup: Duration, window: Duration, op: Op) -> Sample {
+    let measure_from = Instant::now() + warmup;
+    let end = measure_from + window;
     let mut tasks = Vec::with_capacity(concurrency);
     for worker in 0..concurrency {
         let op = Arc::clone(&op);
         tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-            let mut errors = 0u64;
-            let mut ops = 0u64;
+            let mut sample = Sample::new();
             let mut i = 0u64;
             loop {
                 let t0 = Instant::now();
@@ -97,30 +134,35 @@ where
                 i += 1;
                 if t0 >= measure_from {
                     let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    hist.saturating_record(us.max(1));
-                    ops += 1;
+                    sample.hist.saturating_record(us.max(1));
+                    sample.ops += 1;
                     if !ok {
-                        errors += 1;
+                        sample.errors += 1;
                     }
                 }
             }
-            (hist, ops, errors)
+            sample
         }));
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-    let (mut ops, mut errors) = (0u64, 0u64);
+    let mut total = Sample::new();
     for t in tasks {
-        let (h, o, e) = t.await.expect("worker");
-        hist.add(h).expect("same bounds");
-        ops += o;
-        errors += e;
+        total.merge(t.await.expect("worker"));
     }
-    Figures {
-        ops_per_sec: ops as f64 / total.as_secs_f64(),
-        p50_us: hist.value_at_quantile(0.50),
-        p99_us: hist.value_at_quantile(0.99),
-        errors,
+    total.secs = window.as_secs_f64();
+    total
+}
+
+/// Measures a case and the echo ceiling at the same concurrency, alternating in
+/// [`SLICES`] slices over the case duration each; returns (case, echo).
+async fn paired(concurrency: usize, echo: &Op, case: &Op) -> (Figures, Figures) {
+    let slice = case_duration() / SLICES;
+    let (mut e, mut k) = (Sample::new(), Sample::new());
+    for i in 0..SLICES {
+        let warmup = if i == 0 { slice / 2 } else { slice / 20 };
+        e.merge(measure(concurrency, warmup, slice, Arc::clone(echo)).await);
+        k.merge(measure(concurrency, warmup, slice, Arc::clone(case)).await);
     }
+    (k.figures(), e.figures())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -171,7 +213,8 @@ fn start_echo() -> SocketAddr {
     rx.recv().expect("echo server address")
 }
 
-async fn echo_case(addr: SocketAddr, concurrency: usize) -> Figures {
+/// One 1 KB echo round trip per call, over one shared channel.
+async fn echo_op(addr: SocketAddr) -> Op {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("uri")
         .tcp_nodelay(true)
@@ -180,17 +223,16 @@ async fn echo_case(addr: SocketAddr, concurrency: usize) -> Figures {
         .expect("connect echo");
     let client = pb::echo_client::EchoClient::new(channel);
     let payload = Bytes::from(vec![b'e'; VALUE_BYTES]);
-    measure(concurrency, move |_, _| {
+    Arc::new(move |_, _| {
         let mut client = client.clone();
         let payload = payload.clone();
-        async move {
+        Box::pin(async move {
             client
                 .echo(pb::EchoMessage { payload })
                 .await
                 .is_ok_and(|r| r.into_inner().payload.len() == VALUE_BYTES)
-        }
+        }) as OpFuture
     })
-    .await
 }
 
 // ------------------------------------------------------------------------------------------
@@ -348,15 +390,11 @@ enum Mix {
     ReadHeavy(u64),
 }
 
-async fn kv_case(
-    client: &Client,
-    consistency: ConsistencyLevel,
-    mix: Mix,
-    concurrency: usize,
-) -> Figures {
+/// 1 KB gets and/or puts over the key space at `consistency`.
+fn kv_op(client: &Client, consistency: ConsistencyLevel, mix: Mix) -> Op {
     let client = client.clone();
     let value = Bytes::from(vec![b'w'; VALUE_BYTES]);
-    measure(concurrency, move |worker, i| {
+    Arc::new(move |worker, i| {
         let client = client.clone();
         let value = value.clone();
         // Spread workers over the key space; the sequence makes the mix deterministic.
@@ -366,7 +404,7 @@ async fn kv_case(
             Mix::Put => false,
             Mix::ReadHeavy(pct) => n % 100 < pct,
         };
-        async move {
+        Box::pin(async move {
             let k = key(n);
             if is_get {
                 let opts = ReadOptions {
@@ -380,14 +418,13 @@ async fn kv_case(
                 };
                 client.put(&k, value, opts).await.is_ok()
             }
-        }
+        }) as OpFuture
     })
-    .await
 }
 
 /// Coordinator-to-replica acknowledgement latency: one unary `Replicate` of 1 KB to a node, as
 /// a coordinator sends it (sequential, concurrency 1), with a fresh version each time.
-async fn replication_case(addr: &str) -> Figures {
+async fn replication_op(addr: &str) -> Op {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("uri")
         .tcp_nodelay(true)
@@ -397,11 +434,11 @@ async fn replication_case(addr: &str) -> Figures {
     let client = pb::node_internal_client::NodeInternalClient::new(channel);
     let value = Bytes::from(vec![b'r'; VALUE_BYTES]);
     let secret: tonic::metadata::MetadataValue<_> = SECRET.parse().expect("ascii");
-    measure(1, move |_, i| {
+    Arc::new(move |_, i| {
         let mut client = client.clone();
         let value = value.clone();
         let secret = secret.clone();
-        async move {
+        Box::pin(async move {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
@@ -421,9 +458,8 @@ async fn replication_case(addr: &str) -> Figures {
                 .replicate(req)
                 .await
                 .is_ok_and(|r| r.into_inner().success)
-        }
+        }) as OpFuture
     })
-    .await
 }
 
 // ------------------------------------------------------------------------------------------
@@ -495,7 +531,7 @@ fn main() {
 async fn run() {
     let secs = case_duration().as_secs_f64();
     println!("kvstore cluster figures: 1 KB values, {secs:.1} s per case, 127.0.0.1");
-    let echo_addr = start_echo();
+    let echo = echo_op(start_echo()).await;
     let mut rows = Vec::new();
 
     // One node, N=1.
@@ -507,9 +543,9 @@ async fn run() {
         preload(&client, ConsistencyLevel::One).await;
         for (label, mix) in [("N=1 get", Mix::Get), ("N=1 put", Mix::Put)] {
             for conc in [1, 64] {
-                let echo = echo_case(echo_addr, conc).await;
-                let f = kv_case(&client, ConsistencyLevel::One, mix, conc).await;
-                record(&mut rows, label, conc, f, echo);
+                let op = kv_op(&client, ConsistencyLevel::One, mix);
+                let (f, e) = paired(conc, &echo, &op).await;
+                record(&mut rows, label, conc, f, e);
             }
         }
     }
@@ -528,14 +564,14 @@ async fn run() {
             ("N=3 QUORUM 80/20 get/put", Mix::ReadHeavy(80)),
         ] {
             for conc in [1, 64] {
-                let echo = echo_case(echo_addr, conc).await;
-                let f = kv_case(&client, ConsistencyLevel::Quorum, mix, conc).await;
-                record(&mut rows, label, conc, f, echo);
+                let op = kv_op(&client, ConsistencyLevel::Quorum, mix);
+                let (f, e) = paired(conc, &echo, &op).await;
+                record(&mut rows, label, conc, f, e);
             }
         }
-        let echo = echo_case(echo_addr, 1).await;
-        let f = replication_case(&cluster.addrs[1]).await;
-        record(&mut rows, "replication ack (unary Replicate)", 1, f, echo);
+        let op = replication_op(&cluster.addrs[1]).await;
+        let (f, e) = paired(1, &echo, &op).await;
+        record(&mut rows, "replication ack (unary Replicate)", 1, f, e);
         for addr in &cluster.addrs {
             match client.status(addr).await {
                 Ok(status) => server_reported.push((addr.clone(), status)),
