@@ -422,6 +422,30 @@ fn kv_op(client: &Client, consistency: ConsistencyLevel, mix: Mix) -> Op {
     })
 }
 
+/// 1 KB gets through the bare generated stub to one node (no routing, retries or deadline):
+/// the difference to the same case through `Client` is the client library's own cost.
+async fn raw_get_op(addr: &str) -> Op {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("connect node");
+    let stub = pb::kv_store_client::KvStoreClient::new(channel);
+    Arc::new(move |worker, i| {
+        let mut stub = stub.clone();
+        let n = i.wrapping_mul(7919).wrapping_add(worker as u64 * 104_729);
+        Box::pin(async move {
+            stub.get(pb::GetRequest {
+                key: key(n),
+                consistency: pb::Consistency::One as i32,
+            })
+            .await
+            .is_ok()
+        }) as OpFuture
+    })
+}
+
 /// Coordinator-to-replica acknowledgement latency: one unary `Replicate` of 1 KB to a node, as
 /// a coordinator sends it (sequential, concurrency 1), with a fresh version each time.
 async fn replication_op(addr: &str) -> Op {
@@ -541,6 +565,9 @@ async fn run() {
             .await
             .expect("client");
         preload(&client, ConsistencyLevel::One).await;
+        let raw = raw_get_op(&cluster.addrs[0]).await;
+        let (f, e) = paired(64, &echo, &raw).await;
+        record(&mut rows, "N=1 get, bare stub (no Client)", 64, f, e);
         for (label, mix) in [("N=1 get", Mix::Get), ("N=1 put", Mix::Put)] {
             for conc in [1, 64] {
                 let op = kv_op(&client, ConsistencyLevel::One, mix);
