@@ -46,9 +46,13 @@ fn spawn_writer(
 }
 
 async fn check_all_readable(addrs: &[String], acked: &BTreeMap<String, String>) {
+    let mut clients = Vec::new();
+    for a in addrs {
+        clients.push(kv(a).await);
+    }
     for (n, (key, value)) in acked.iter().enumerate() {
         let addr = &addrs[n % addrs.len()];
-        let got = get(&mut kv(addr).await, key, Quorum)
+        let got = get(&mut clients[n % addrs.len()], key, Quorum)
             .await
             .unwrap_or_else(|e| panic!("get {key} via {addr}: {e}"));
         assert!(got.exists, "acknowledged {key} lost (read via {addr})");
@@ -63,9 +67,16 @@ async fn wait_exact_ownership(nodes: &[(u32, String)], acked: &BTreeMap<String, 
             &format!("node {id} to hold exactly its ranges' keys"),
             CONVERGE_DEADLINE,
             || async {
+                let mut c = internal(addr).await;
                 for key in acked.keys() {
                     let owns = ring.preference_list(key.as_bytes(), 3).contains(id);
-                    if local(addr, key).await.is_some() != owns {
+                    let found = c
+                        .local_read(pb::LocalReadRequest { key: key.clone() })
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .found;
+                    if found != owns {
                         return None;
                     }
                 }
