@@ -136,9 +136,10 @@ fn cases() -> Vec<Case> {
         case(
             "lost write: a tombstone gone from every replica before its grace period",
             "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
-             2,0,n1,delete,a,,,ok,2000000,3000000,20,1,,,\n"
+             2,0,n1,delete,a,,,ok,2000000,3000000,15,1,,,\n\
+             3,0,n1,delete,a,,,ok,4000000,5000000,20,1,,,\n"
                 .to_string()
-                + &finals(3, "a", ",false,,"),
+                + &finals(4, "a", ",false,,"),
             &[(C::LostWrite, 1)],
         ),
         case(
