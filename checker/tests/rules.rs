@@ -521,6 +521,8 @@ fn summary_counts_outcomes_and_applied_unknown_writes() {
     assert_eq!(s.gets.ok, 1);
     assert_eq!(s.final_reads.ok, 3);
     assert_eq!(s.unknown_writes_applied, 1);
+    // Last run operation completes at 11 ms, final reads start at 9 s.
+    assert_eq!(s.quiesce_ms, Some(8989.0));
     assert!(report.valid, "{}", report.render_text(5));
 }
 
