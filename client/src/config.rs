@@ -1,11 +1,14 @@
-//! Client configuration.
+//! Client configuration: a typed struct with defaults and a `validate()` that names the bad
+//! field. Reading flags or files is the binaries' business, not this module's.
 
 use std::time::Duration;
+
+use crate::ClientError;
 
 /// How a [`crate::Client`] connects, retries and refreshes its ring.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Addresses (`host:port`) to fetch the ring from; at least one.
+    /// Addresses (`host:port`, or `http://host:port`) to fetch the ring from; at least one.
     pub seeds: Vec<String>,
     /// Deadline for one logical request, retries included.
     pub request_timeout: Duration,
@@ -20,6 +23,16 @@ pub struct ClientConfig {
     /// Cluster secret for NodeInternal calls (ring, status, local reads, leave), if the cluster
     /// has one.
     pub cluster_secret: Option<String>,
+    /// Longest wait for one attempt's answer (capped by what is left of `request_timeout`), so
+    /// a hung node costs a read one attempt, not its whole deadline. A write that times out is
+    /// an unknown outcome and is not retried.
+    pub attempt_timeout: Duration,
+    /// Most attempts for one logical request (the first one included); bounds retries even
+    /// when every attempt fails fast.
+    pub max_attempts: u32,
+    /// How long a node that failed at the transport level (refused, reset, timed out) is
+    /// avoided when routing, unless no better replica is left.
+    pub suspect_period: Duration,
 }
 
 impl Default for ClientConfig {
@@ -32,6 +45,9 @@ impl Default for ClientConfig {
             max_backoff: Duration::from_millis(500),
             ring_refresh: Duration::from_secs(2),
             cluster_secret: None,
+            attempt_timeout: Duration::from_secs(2),
+            max_attempts: 8,
+            suspect_period: Duration::from_secs(1),
         }
     }
 }
@@ -42,6 +58,98 @@ impl ClientConfig {
         Self {
             seeds: seeds.into_iter().map(Into::into).collect(),
             ..Self::default()
+        }
+    }
+
+    /// Checks every field, naming the first bad one and its bound.
+    pub fn validate(&self) -> Result<(), ClientError> {
+        let bad = |msg: String| Err(ClientError::InvalidArgument(msg));
+        if self.seeds.is_empty() {
+            return bad("seeds: at least one address is needed".into());
+        }
+        if let Some(s) = self.seeds.iter().find(|s| s.trim().is_empty()) {
+            return bad(format!("seeds: empty address {s:?}"));
+        }
+        let positive = [
+            ("request_timeout", self.request_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("attempt_timeout", self.attempt_timeout),
+            ("ring_refresh", self.ring_refresh),
+        ];
+        for (name, d) in positive {
+            if d.is_zero() {
+                return bad(format!("{name}: must be > 0"));
+            }
+        }
+        if self.max_backoff < self.initial_backoff {
+            return bad(format!(
+                "max_backoff: {:?} is below initial_backoff {:?}",
+                self.max_backoff, self.initial_backoff
+            ));
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            return bad(format!(
+                "max_attempts: {} is outside 1..=100",
+                self.max_attempts
+            ));
+        }
+        if let Some(secret) = &self.cluster_secret
+            && tonic::metadata::MetadataValue::<tonic::metadata::Ascii>::try_from(secret.as_str())
+                .is_err()
+        {
+            return bad("cluster_secret: must be visible ASCII (it travels in a header)".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_the_field() {
+        let ok = ClientConfig::with_seeds(["127.0.0.1:1"]);
+        assert_eq!(ok.validate(), Ok(()));
+        let cases: Vec<(ClientConfig, &str)> = vec![
+            (ClientConfig::default(), "seeds"),
+            (ClientConfig::with_seeds([" "]), "seeds"),
+            (
+                ClientConfig {
+                    request_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "request_timeout",
+            ),
+            (
+                ClientConfig {
+                    max_backoff: Duration::from_millis(1),
+                    ..ok.clone()
+                },
+                "max_backoff",
+            ),
+            (
+                ClientConfig {
+                    max_attempts: 0,
+                    ..ok.clone()
+                },
+                "max_attempts",
+            ),
+            (
+                ClientConfig {
+                    cluster_secret: Some("bad\nsecret".into()),
+                    ..ok.clone()
+                },
+                "cluster_secret",
+            ),
+        ];
+        for (cfg, field) in cases {
+            match cfg.validate() {
+                Err(ClientError::InvalidArgument(msg)) => {
+                    assert!(msg.starts_with(field), "{field}: {msg}")
+                }
+                other => panic!("{field}: expected an error, got {other:?}"),
+            }
         }
     }
 }

@@ -9,12 +9,21 @@
 //! Errors tell a definite failure (the write was not applied) from an unknown outcome (it may
 //! have been applied): [`ClientError::is_unknown_outcome`]. A write whose outcome is unknown is
 //! never retried silently.
+//!
+//! Modules: `client` (the request loop), `error` (the one status-to-error mapping), `routing`
+//! and `backoff` (pure decisions), `topology` (the cluster snapshot), `pool` (connections).
+//! Deliberately not here: any server logic, and command-line parsing (the `kv` binary).
 
+mod backoff;
 mod client;
 mod config;
 mod error;
+mod pool;
+mod routing;
+mod topology;
 
 pub use client::{Client, DeleteResult, GetResult, PutResult, ReadOptions, WriteOptions};
 pub use config::ClientConfig;
-pub use error::{ClientError, ErrorKind};
+pub use error::{ClientError, ErrorKind, OUTCOME_HEADER};
 pub use kvstore_proto::{ConsistencyLevel, Version, pb};
+pub use topology::ring_placement;

@@ -1,0 +1,181 @@
+//! Human-readable renderings of the ring and of a node's status for `kv ring` and `kv status`.
+//! Pure functions from responses to text, so they are tested without a cluster.
+
+use std::fmt::Write as _;
+
+use kvstore_client::{pb, ring_placement};
+
+/// A member state's name as operators read it.
+fn state_name(raw: i32) -> &'static str {
+    match pb::MemberState::try_from(raw) {
+        Ok(pb::MemberState::Joining) => "joining",
+        Ok(pb::MemberState::Up) => "up",
+        Ok(pb::MemberState::Leaving) => "leaving",
+        Ok(pb::MemberState::Down) => "down",
+        Ok(pb::MemberState::Left) => "left",
+        Ok(pb::MemberState::Suspect) => "suspect",
+        Ok(pb::MemberState::Unknown) | Err(_) => "unknown",
+    }
+}
+
+/// `kv ring`: one line per member with its state, the share of the ring it is primary for and
+/// the share it replicates (at the ring's N).
+pub fn ring_table(ring: &pb::RingStateResponse) -> String {
+    let placement = ring_placement(ring);
+    let primary = placement.ownership();
+    let n = usize::try_from(ring.replication_factor.max(1)).unwrap_or(usize::MAX);
+    let mut replicated = std::collections::BTreeMap::<u32, f64>::new();
+    for (arc, owners) in placement.arcs(n) {
+        for id in owners {
+            *replicated.entry(id).or_default() += arc.fraction();
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "ring version {}  hash {:016x}  N={}  vnodes={}  members={}",
+        ring.ring_version,
+        ring.ring_hash,
+        ring.replication_factor,
+        ring.vnodes,
+        ring.members.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:>6}  {:<22} {:<8} {:>9} {:>11}",
+        "ID", "ADDRESS", "STATE", "PRIMARY%", "REPLICAS%"
+    );
+    let mut members: Vec<&pb::Member> = ring.members.iter().collect();
+    members.sort_by_key(|m| m.id);
+    for m in members {
+        let pct = |map: &std::collections::BTreeMap<u32, f64>| {
+            map.get(&m.id)
+                .map_or_else(|| "-".to_string(), |f| format!("{:.1}", f * 100.0))
+        };
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<22} {:<8} {:>9} {:>11}",
+            m.id,
+            m.address,
+            state_name(m.state),
+            pct(&primary),
+            pct(&replicated)
+        );
+    }
+    out
+}
+
+/// `kv status`: one block per node.
+pub fn status_block(s: &pb::NodeStatusResponse) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "node {} at {}", s.node_id, s.address);
+    let _ = writeln!(
+        out,
+        "  ring version {}  hash {:016x}",
+        s.ring_version, s.ring_hash
+    );
+    let mut members: Vec<&pb::Member> = s.members.iter().collect();
+    members.sort_by_key(|m| m.id);
+    let view: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}={}", m.id, state_name(m.state)))
+        .collect();
+    let _ = writeln!(out, "  members  {}", view.join(" "));
+    let _ = writeln!(
+        out,
+        "  keys {}  hints pending {}  hints replayed {}  read repairs {}  clock-skew rejections {}",
+        s.keys, s.hints_pending, s.hints_replayed, s.read_repairs, s.clock_skew_rejections
+    );
+    if let Some(st) = &s.storage {
+        let _ = writeln!(
+            out,
+            "  storage: {} keys, {} live bytes, {} dead bytes, {} segments; recovered {}, truncated {}, skipped {}",
+            st.keys,
+            st.live_bytes,
+            st.dead_bytes,
+            st.segments,
+            st.records_recovered,
+            st.records_truncated,
+            st.records_skipped
+        );
+    }
+    out.push('\n');
+    out
+}
+
+/// An absolute expiry for humans: `never`, or the time left.
+pub fn expiry(expires_at_ms: u64) -> String {
+    if expires_at_ms == 0 {
+        return "never".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if expires_at_ms <= now {
+        format!("at {expires_at_ms} (past)")
+    } else {
+        format!("at {expires_at_ms} (in {} ms)", expires_at_ms - now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u32, state: pb::MemberState) -> pb::Member {
+        pb::Member {
+            id,
+            address: format!("127.0.0.1:700{id}"),
+            state: state as i32,
+            incarnation: 1,
+            heartbeat: 3,
+        }
+    }
+
+    #[test]
+    fn ring_table_shares() {
+        let ring = pb::RingStateResponse {
+            ring_version: 4,
+            members: vec![
+                member(2, pb::MemberState::Down),
+                member(1, pb::MemberState::Up),
+                member(3, pb::MemberState::Up),
+                member(4, pb::MemberState::Joining),
+            ],
+            vnodes: 64,
+            replication_factor: 3,
+            ring_hash: 0xabc,
+        };
+        let text = ring_table(&ring);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert!(lines[0].contains("ring version 4"), "{text}");
+        // Sorted by id; three owners replicate everything at N=3; the joiner owns nothing yet.
+        assert!(lines[2].contains("127.0.0.1:7001") && lines[2].contains("up"));
+        assert!(
+            lines[3].contains("down") && lines[3].ends_with("100.0"),
+            "{text}"
+        );
+        assert!(
+            lines[5].contains("joining") && lines[5].ends_with("-"),
+            "{text}"
+        );
+        let primaries: f64 = lines[2..5]
+            .iter()
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(3)
+                    .and_then(|p| p.parse::<f64>().ok())
+                    .expect("a share")
+            })
+            .sum();
+        assert!((primaries - 100.0).abs() < 0.5, "{text}");
+    }
+
+    #[test]
+    fn expiry_text() {
+        assert_eq!(expiry(0), "never");
+        assert!(expiry(1).contains("past"));
+        assert!(expiry(u64::MAX).contains("in "));
+    }
+}
