@@ -56,6 +56,8 @@ impl Executor for KvExecutor {
                     version: Some(r.version),
                     coordinator: r.coordinator,
                     read_value: None,
+                    expires_at_ms: 0,
+                    read_version: None,
                 },
                 Err(e) => OpReport::failed(e.kind()),
             },
@@ -72,6 +74,8 @@ impl Executor for KvExecutor {
                 )
                 .await;
                 w.read_value = r.read_value;
+                w.read_version = r.version;
+                w.expires_at_ms = r.expires_at_ms;
                 w
             }
         }
@@ -85,6 +89,8 @@ async fn read(client: &Client, key: &str) -> OpReport {
             read_value: Some(r.value),
             version: r.version,
             coordinator: r.coordinator,
+            expires_at_ms: r.expires_at_ms,
+            read_version: None,
         },
         Err(e) => OpReport::failed(e.kind()),
     }
@@ -97,6 +103,8 @@ async fn put(client: &Client, key: &str, value: bytes::Bytes, opts: WriteOptions
             version: Some(r.version),
             coordinator: r.coordinator,
             read_value: None,
+            expires_at_ms: 0,
+            read_version: None,
         },
         Err(e) => OpReport::failed(e.kind()),
     }

@@ -42,6 +42,10 @@ pub struct OpReport {
     pub version: Option<Version>,
     /// The coordinator that answered.
     pub coordinator: String,
+    /// For reads: the expiry the store reported, ms since the Unix epoch (0 = none).
+    pub expires_at_ms: u64,
+    /// For read-modify-writes: the version the read saw (`version` is the write's).
+    pub read_version: Option<Version>,
 }
 
 impl Default for OpReport {
@@ -52,6 +56,8 @@ impl Default for OpReport {
             read_value: None,
             version: None,
             coordinator: String::new(),
+            expires_at_ms: 0,
+            read_version: None,
         }
     }
 }
@@ -197,6 +203,7 @@ pub async fn load<E: Executor>(
     count: u64,
     concurrency: u32,
     progress: Arc<AtomicU64>,
+    observer: Option<Arc<dyn OpObserver>>,
     cancel: Arc<AtomicBool>,
 ) -> Result<(), LoadgenError> {
     const RETRIES: u32 = 5;
@@ -207,12 +214,13 @@ pub async fn load<E: Executor>(
     for (c, exec) in executors.iter().enumerate() {
         for slot in 0..concurrency {
             let mut generator = make_gen(1_000_000 + c as u64 * concurrency as u64 + slot as u64);
-            let (exec, next, progress, cancel, failed) = (
+            let (exec, next, progress, cancel, failed, observer) = (
                 exec.clone(),
                 next.clone(),
                 progress.clone(),
                 cancel.clone(),
                 failed.clone(),
+                observer.clone(),
             );
             tasks.spawn(async move {
                 loop {
@@ -226,10 +234,17 @@ pub async fn load<E: Executor>(
                     if i >= count {
                         return Ok(());
                     }
-                    let op = generator.load_op(i);
+                    let template = generator.load_op(i);
                     let mut attempt = 0;
                     loop {
+                        // Each attempt is its own operation in a history (its own value id).
+                        let mut op = template.clone();
+                        let token = observer.as_ref().map(|o| o.prepare(c as u32, &mut op));
+                        let started = Instant::now();
                         let r = exec.execute(&op).await;
+                        if let (Some(o), Some(t)) = (&observer, token) {
+                            o.completed(t, c as u32, &op, started, Instant::now(), &r);
+                        }
                         match r.outcome {
                             Ok(()) => break,
                             Err(kind) if attempt >= RETRIES => {

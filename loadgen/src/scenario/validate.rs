@@ -97,6 +97,24 @@ fn cluster(c: &ClusterSpec) -> Result<(), Invalid> {
             ),
         );
     }
+    if c.is_local() {
+        for (field, count) in [
+            ("cluster.read_quorum", c.read_quorum),
+            ("cluster.write_quorum", c.write_quorum),
+        ] {
+            if crate::cluster::launcher::level_name(count, c.replication).is_none() {
+                return bad(
+                    field,
+                    format!(
+                        "{count} of N={} is not a level the server offers: use 1 (one), {} (quorum) or {} (all)",
+                        c.replication,
+                        c.replication / 2 + 1,
+                        c.replication
+                    ),
+                );
+            }
+        }
+    }
     let fsync_ok = match c.fsync.as_str() {
         "always" | "never" => true,
         other => other
