@@ -2,9 +2,27 @@
 //!
 //! - [`hlc`]: the Hybrid Logical Clock that stamps every write;
 //! - [`storage`]: the storage engine (the [`storage::Engine`] trait, an in-memory reference and
-//!   the durable log-structured engine).
+//!   the durable log-structured engine);
+//! - [`cluster`]: membership (gossip, failure detection), placement, join/leave rebalancing,
+//!   hints;
+//! - [`replication`]: the coordinator (quorums, read repair, hinted handoff) and the per-peer
+//!   replication streams;
+//! - [`service`]: the gRPC handlers, the only place errors become statuses;
+//! - [`node`]: [`node::run`], a node on an already-bound listener;
+//! - [`cli`]: the `kvstore-server` command line ([`cli::main`]).
 //!
-//! Cluster membership, replication and the gRPC service arrive with issue 3.
+//! Decision logic (placement, quorum counting, member merge and health) is synchronous code
+//! taking time and messages as arguments; the tasks around it only move messages.
 
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod error;
 pub mod hlc;
+pub mod node;
+pub mod replication;
+pub mod service;
 pub mod storage;
+
+pub use config::{Faults, NodeConfig};
+pub use error::{Error, Result};

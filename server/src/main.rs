@@ -1,6 +1,5 @@
-//! `kvstore-server`: one node of a kvstore cluster. The cluster arrives with issue 3.
+//! `kvstore-server`: one node of a kvstore cluster (see `kvstore_server::cli`).
 
-fn main() {
-    eprintln!("kvstore-server: the cluster node arrives with issue 3");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    kvstore_server::cli::main(std::env::args_os())
 }

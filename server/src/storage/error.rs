@@ -46,4 +46,30 @@ pub enum StorageError {
     /// The engine's configuration is invalid.
     #[error("invalid storage configuration: {0}")]
     Config(String),
+    /// An entry the engine refuses to store: an empty or oversized key, an oversized value.
+    /// Nothing was written.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The offending field (`key` or `value`).
+        field: &'static str,
+        /// What is wrong, with the limit.
+        reason: String,
+    },
+}
+
+impl StorageError {
+    /// Maps an I/O error on `path`: ENOSPC becomes [`StorageError::DiskFull`], anything else
+    /// [`StorageError::Io`].
+    pub fn from_io(path: &std::path::Path, source: std::io::Error) -> Self {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            Self::DiskFull {
+                path: path.to_owned(),
+            }
+        } else {
+            Self::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
 }

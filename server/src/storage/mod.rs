@@ -2,22 +2,44 @@
 //!
 //! One trait, [`Engine`], with two implementations that pass one shared test suite:
 //! - [`Memory`]: a map, the reference semantics (and what unit tests of higher layers use);
-//! - `Log`: the durable log-structured engine (Bitcask-like segments, CRC32C-framed records,
-//!   an in-memory index of where each key's newest version lives, snapshots and compaction).
+//! - [`Log`]: the durable log-structured engine (Bitcask-like segments, CRC32C-framed records,
+//!   an in-memory index of where each key's newest version lives, snapshots and compaction),
+//!   configured by [`LogConfig`] and [`FsyncPolicy`].
+//!
+//! The durable engine's modules: [`record`] (the on-disk frame), `segment` (file naming and
+//! order), `index` (the sharded key -> location map), `commit` (group commit and the poisoned
+//! state), `recovery` (open and replay), `snapshot`, `compaction`, and [`io`] (the file-system
+//! seam) with [`SimFs`] (power loss and fault injection for tests).
 //!
 //! Semantics both share: [`Engine::apply`] keeps an entry only if its [`Version`] is newer than
 //! the stored one (last-write-wins, idempotent, so replication, hints and repair may retry
 //! freely); deletes are tombstones with a version; TTL is an absolute expiry honoured on every
 //! read. The engine decides nothing about the cluster: it stores what it is given.
 
+mod commit;
+mod compaction;
+mod config;
 mod entry;
 mod error;
+mod index;
+pub mod io;
+mod log;
 mod memory;
+pub mod record;
+mod recovery;
+mod segment;
+mod simfs;
+mod snapshot;
 
+pub use config::{FsyncPolicy, LogConfig, ParseFsyncPolicyError};
 pub use entry::{Applied, Entry};
 pub use error::StorageError;
 pub use kvstore_proto::Version;
+pub use log::{LOCK_FILE, Log};
 pub use memory::Memory;
+pub use segment::SEGMENT_SUFFIX;
+pub use simfs::{FaultOp, SimFs};
+pub use snapshot::SNAPSHOT_FILE;
 
 /// Figures an engine reports about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

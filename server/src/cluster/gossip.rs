@@ -1,0 +1,197 @@
+//! The membership tasks: push-pull gossip, heartbeat probes, and the announcement helper used
+//! by join and leave.
+//!
+//! - Gossip: every `gossip_interval` this node raises its heartbeat and exchanges its whole
+//!   member table with up to [`GOSSIP_FANOUT`] random peers (push-pull: the callee merges ours
+//!   and answers with its own, which we merge).
+//! - Probes: every `ping_interval` each member that has not left is sent a `Heartbeat`; an
+//!   answer is direct evidence of life for the failure detector (`members::MemberTable`).
+//!   After each round the request-path view is rebuilt so health changes reach it.
+//! - [`announce`]: pushes this node's table to every member and reports which ones took it,
+//!   so join and leave can wait until the whole cluster routes writes to old and new owners.
+//!
+//! All decisions (merge, health) are in `members`; this module only moves tables.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use kvstore_proto::pb;
+use rand::seq::IndexedRandom;
+
+use super::members::{Health, Member, Status};
+use crate::node::shared::{Shared, stopped};
+
+/// Peers contacted per gossip round.
+pub const GOSSIP_FANOUT: usize = 2;
+
+/// Merges a gossiped table into ours; returns whether announced states changed.
+pub fn merge_wire(shared: &Shared, members: &[pb::Member]) -> bool {
+    let decoded: Vec<Member> = members.iter().filter_map(Member::from_wire).collect();
+    shared.with_members(|t, now| {
+        let out = t.merge_all(decoded, now);
+        if out.refuted {
+            tracing::info!(
+                incarnation = t.me().incarnation,
+                "refuted a stale view of this node"
+            );
+        }
+        (out.ring_changed, out.ring_changed)
+    })
+}
+
+/// One push-pull exchange with the member at `address`. On success merges the answer and
+/// returns whether announced states changed.
+pub async fn exchange(
+    shared: &Arc<Shared>,
+    peer_id: Option<u32>,
+    address: &str,
+) -> Result<bool, String> {
+    let mut client = shared.peers.client_for(address)?;
+    let members = shared.read_members(|t, _| t.to_wire());
+    let req = pb::GossipRequest {
+        members,
+        from: shared.id(),
+    };
+    let call = client.gossip(req);
+    let resp = tokio::time::timeout(shared.config.request_timeout, call)
+        .await
+        .map_err(|_| format!("gossip to {address}: no answer in time"))?
+        .map_err(|s| format!("gossip to {address}: {}", s.message()))?
+        .into_inner();
+    shared.set_synced();
+    if let Some(id) = peer_id {
+        shared.with_members(|t, now| {
+            t.observe_alive(id, now);
+            ((), false)
+        });
+    }
+    Ok(merge_wire(shared, &resp.members))
+}
+
+/// Members other than this node that have not left: (id, address, health).
+fn others(shared: &Shared) -> Vec<(u32, String, Health)> {
+    shared.read_members(|t, now| {
+        t.members()
+            .filter(|m| m.id != t.self_id() && m.status != Status::Left)
+            .map(|m| (m.id, m.address.clone(), t.health(m.id, now)))
+            .collect()
+    })
+}
+
+/// Pushes this node's table to every member that has not left and is not down; returns the
+/// ids that did not take it.
+pub async fn announce(shared: &Arc<Shared>) -> Vec<u32> {
+    let targets: Vec<(u32, String, Health)> = others(shared)
+        .into_iter()
+        .filter(|(_, _, h)| *h != Health::Down)
+        .collect();
+    let calls = targets
+        .iter()
+        .map(|(id, addr, _)| async move { (*id, exchange(shared, Some(*id), addr).await) });
+    let mut missing = Vec::new();
+    for (id, r) in join_all(calls).await {
+        if let Err(e) = r {
+            tracing::debug!(peer = id, error = %e, "announcement not taken");
+            missing.push(id);
+        }
+    }
+    missing
+}
+
+/// Announces until every live member took this node's table (or `deadline` passes). Members
+/// judged down meanwhile are skipped: they learn it by gossip when they come back, and a down
+/// member coordinates nothing.
+pub async fn announce_everywhere(shared: &Arc<Shared>, deadline: Duration) -> Result<(), String> {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let missing = announce(shared).await;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(format!("members {missing:?} did not take the announcement"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Gossips until the node stops.
+pub async fn run_gossip(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.gossip_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = stopped(shared.stop_signal());
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        shared.with_members(|t, _| {
+            t.beat();
+            ((), false)
+        });
+        let candidates = others(&shared);
+        let chosen: Vec<(u32, String, Health)> = candidates
+            .choose_multiple(&mut rand::rng(), GOSSIP_FANOUT)
+            .cloned()
+            .collect();
+        let calls = chosen
+            .iter()
+            .map(|(id, addr, _)| exchange(&shared, Some(*id), addr));
+        for r in join_all(calls).await {
+            match r {
+                Ok(true) => tracing::info!(
+                    ring_version = shared.view().ring_version,
+                    "membership changed"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::trace!(error = %e, "gossip round failed"),
+            }
+        }
+    }
+}
+
+/// Probes every member until the node stops.
+pub async fn run_probes(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.ping_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = stopped(shared.stop_signal());
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        let incarnation = shared.read_members(|t, _| t.me().incarnation);
+        let wait = shared.config.ping_interval * 2;
+        let probes = others(&shared).into_iter().map(|(id, addr, _)| {
+            let shared = shared.clone();
+            async move {
+                let Some(peer) = shared.peer(id) else { return };
+                debug_assert_eq!(peer.address(), addr);
+                let ping = pb::Ping {
+                    from: shared.id(),
+                    incarnation,
+                };
+                let mut client = peer.client();
+                if let Ok(Ok(_)) = tokio::time::timeout(wait, client.heartbeat(ping)).await {
+                    shared.with_members(|t, now| {
+                        t.observe_alive(id, now);
+                        ((), false)
+                    });
+                }
+            }
+        });
+        join_all(probes).await;
+        let before = shared.view();
+        shared.refresh_view();
+        let after = shared.view();
+        for (id, h) in &after.health {
+            let was = before.health.get(id);
+            if was != Some(h) {
+                tracing::info!(node = id, from = ?was, to = ?h, "member health changed");
+            }
+        }
+    }
+}

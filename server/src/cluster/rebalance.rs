@@ -1,0 +1,397 @@
+//! Moving ranges when the ring changes: join, leave, and cleanup of keys a node no longer owns.
+//!
+//! Join (a node started with `--join`):
+//! 1. exchange tables with a seed. If the cluster already knows this node as up (a restart),
+//!    it simply comes back up: a temporary failure moves no data, hints and read repair heal it;
+//! 2. otherwise announce itself *joining* (`AddNode` to the seed, then push its table to every
+//!    member until each took it): from then on every coordinator writes the node's future ranges
+//!    to old and new owners;
+//! 3. wait `transition_grace`, so writes already in flight under the old ring have landed;
+//! 4. stream its pending arcs (`StreamRange`) from every live current owner and apply them
+//!    (last-write-wins makes overlapping sources harmless);
+//! 5. announce itself *up*; reads now use it.
+//!
+//! Leave: announce *leaving* everywhere, wait the grace, push every local entry to its owners
+//! in the ring without this node, announce *left*, stop.
+//!
+//! Cleanup: once the ring has been stable for the grace period, a node that is up drops every
+//! key it neither replicates in the current nor in the pending ring (the new owners have it by
+//! then), so each node holds exactly its ranges' keys.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use kvstore_proto::pb;
+use kvstore_proto::ring::{Arc as TokenArc, key_hash};
+
+use super::gossip::{announce_everywhere, exchange, merge_wire};
+use super::members::{Member, Status};
+use super::placement::Placement;
+use crate::error::{Error, Result};
+use crate::node::shared::{Shared, stopped};
+use crate::replication::coordinator::{from_wire_entry, send_to_replica, to_wire_entry};
+use crate::replication::replica::apply_streamed;
+use crate::storage::Entry;
+
+/// How long a join or leave waits for every member to take its announcement.
+pub const ANNOUNCE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a join keeps trying its seeds.
+pub const SEED_DEADLINE: Duration = Duration::from_secs(30);
+/// Attempts per source when streaming a range in.
+pub const STREAM_ATTEMPTS: usize = 3;
+/// Entries per `EntryBatch` when streaming a range out.
+pub const STREAM_BATCH: usize = 256;
+/// Entries handed over concurrently by a leaving node.
+pub const HANDOFF_CONCURRENCY: usize = 256;
+
+fn membership(msg: impl Into<String>) -> Error {
+    Error::Membership(msg.into())
+}
+
+/// Joins the cluster through the configured seeds; returns once this node is up.
+pub async fn join(shared: &Arc<Shared>) -> Result<()> {
+    let me = shared.id();
+    // 1. Learn the cluster from a seed.
+    let until = tokio::time::Instant::now() + SEED_DEADLINE;
+    let seed = loop {
+        let mut last_err = String::new();
+        let mut found = None;
+        for seed in &shared.config.join {
+            let mut client = match shared.peers.client_for(seed) {
+                Ok(c) => c,
+                Err(e) => return Err(Error::Config(format!("--join {seed}: {e}"))),
+            };
+            let req = pb::GossipRequest {
+                members: Vec::new(),
+                from: me,
+            };
+            match tokio::time::timeout(shared.config.request_timeout, client.gossip(req)).await {
+                Ok(Ok(resp)) => {
+                    found = Some((seed.clone(), resp.into_inner().members));
+                    break;
+                }
+                Ok(Err(s)) => last_err = format!("{seed}: {}", s.message()),
+                Err(_) => last_err = format!("{seed}: no answer"),
+            }
+        }
+        if let Some(f) = found {
+            break f;
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(membership(format!("no seed answered: {last_err}")));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let (seed_addr, members) = seed;
+    let known = members
+        .iter()
+        .filter_map(Member::from_wire)
+        .find(|m| m.id == me);
+    let restart = matches!(
+        known.as_ref().map(|m| m.status),
+        Some(Status::Up | Status::Leaving)
+    );
+    if let Some(existing) = &known
+        && existing.status != Status::Left
+        && existing.address != shared.config.advertise_address
+        && !restart
+    {
+        tracing::warn!(id = me, old = %existing.address, "rejoining under a new address");
+    }
+    shared.with_members(|t, _| {
+        if restart && t.me().status != Status::Up {
+            t.set_my_status(Status::Up);
+        } else if !restart && t.me().status != Status::Joining {
+            t.set_my_status(Status::Joining);
+        }
+        ((), true)
+    });
+    merge_wire(shared, &members);
+    shared.set_synced();
+    if restart {
+        tracing::info!("known to the cluster as up: rejoining without moving data");
+        if let Err(e) = announce_everywhere(shared, ANNOUNCE_DEADLINE).await {
+            tracing::warn!(error = %e, "restart announcement incomplete; gossip will finish it");
+        }
+        return Ok(());
+    }
+
+    // 2. Announce: AddNode to the seed, then every member.
+    let me_wire = shared.read_members(|t, _| t.me().to_wire());
+    let mut seed_client = shared
+        .peers
+        .client_for(&seed_addr)
+        .map_err(|e| Error::Config(format!("--join {seed_addr}: {e}")))?;
+    let resp = seed_client
+        .add_node(pb::AddNodeRequest {
+            member: Some(me_wire),
+        })
+        .await
+        .map_err(|s| membership(format!("AddNode to {seed_addr}: {}", s.message())))?;
+    tracing::info!(
+        seed = %seed_addr,
+        ring_version = resp.into_inner().ring.map(|r| r.ring_version).unwrap_or(0),
+        "announced as joining"
+    );
+    exchange(shared, None, &seed_addr)
+        .await
+        .map_err(membership)?;
+    announce_everywhere(shared, ANNOUNCE_DEADLINE)
+        .await
+        .map_err(membership)?;
+
+    // 3. Let writes in flight under the old ring land.
+    tokio::time::sleep(shared.config.transition_grace).await;
+
+    // 4. Stream the ranges in.
+    let view = shared.view();
+    let arcs = view.placement.pending_arcs_of(me);
+    let sources: Vec<u32> = view
+        .placement
+        .current()
+        .nodes()
+        .iter()
+        .copied()
+        .filter(|&n| n != me && view.is_live(n))
+        .collect();
+    let mut received = 0;
+    for source in sources {
+        match stream_from(shared, source, &arcs).await {
+            Ok(n) => received += n,
+            Err(e) => tracing::warn!(source, error = %e, "could not stream ranges from a replica"),
+        }
+    }
+    tracing::info!(received, arcs = arcs.len(), "ranges streamed in");
+
+    // 5. Up.
+    shared.with_members(|t, _| {
+        t.set_my_status(Status::Up);
+        ((), true)
+    });
+    if let Err(e) = announce_everywhere(shared, ANNOUNCE_DEADLINE).await {
+        tracing::warn!(error = %e, "up announcement incomplete; gossip will finish it");
+    }
+    Ok(())
+}
+
+/// Streams `arcs` from `source`, retrying a broken stream; returns entries applied.
+async fn stream_from(shared: &Arc<Shared>, source: u32, arcs: &[TokenArc]) -> Result<usize> {
+    let ranges: Vec<pb::TokenRange> = arcs
+        .iter()
+        .map(|a| pb::TokenRange {
+            start: a.start,
+            end: a.end,
+        })
+        .collect();
+    let mut last = String::new();
+    for attempt in 1..=STREAM_ATTEMPTS {
+        let Some(peer) = shared.peer(source) else {
+            return Err(membership(format!("node {source} has no address")));
+        };
+        let mut client = peer.client();
+        let result: std::result::Result<usize, String> = async {
+            let mut stream = client
+                .stream_range(pb::StreamRangeRequest {
+                    ranges: ranges.clone(),
+                })
+                .await
+                .map_err(|s| s.message().to_owned())?
+                .into_inner();
+            let mut applied = 0;
+            while let Some(batch) = stream.message().await.map_err(|s| s.message().to_owned())? {
+                let entries: Vec<(String, Entry)> = batch
+                    .entries
+                    .into_iter()
+                    .filter_map(|ke| Some((ke.key, from_wire_entry(ke.entry?))))
+                    .collect();
+                let s = shared.clone();
+                applied += tokio::task::spawn_blocking(move || apply_streamed(&s, entries))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(applied)
+        }
+        .await;
+        match result {
+            Ok(n) => return Ok(n),
+            Err(e) => {
+                tracing::debug!(source, attempt, error = %e, "range stream failed");
+                last = e;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+    }
+    Err(membership(format!("streaming from node {source}: {last}")))
+}
+
+/// The entries this node stores whose keys hash into `arcs`, in batches (a blocking scan: run
+/// it on a blocking thread). `send` returns false when the receiver is gone.
+pub fn scan_ranges(
+    shared: &Shared,
+    arcs: &[TokenArc],
+    mut send: impl FnMut(pb::EntryBatch) -> bool,
+) -> std::result::Result<(), String> {
+    let mut batch = Vec::with_capacity(STREAM_BATCH);
+    for key in shared.engine.keys() {
+        if !Placement::token_in(arcs, key_hash(key.as_bytes())) {
+            continue;
+        }
+        let Some(entry) = shared.engine.get_entry(&key).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        batch.push(pb::KeyedEntry {
+            key,
+            entry: Some(to_wire_entry(&entry)),
+        });
+        if batch.len() >= STREAM_BATCH
+            && !send(pb::EntryBatch {
+                entries: std::mem::take(&mut batch),
+            })
+        {
+            return Ok(());
+        }
+    }
+    if !batch.is_empty() {
+        send(pb::EntryBatch { entries: batch });
+    }
+    Ok(())
+}
+
+/// Leaves the cluster: hands every local entry to its owners in the ring without this node,
+/// then announces *left*. Returns the keys handed over.
+pub async fn leave(shared: &Arc<Shared>) -> Result<u64> {
+    let status = shared.view().my_status;
+    if status != Status::Up {
+        return Err(membership(format!(
+            "node {} is {} and cannot start leaving",
+            shared.id(),
+            status.name()
+        )));
+    }
+    shared.with_members(|t, _| {
+        t.set_my_status(Status::Leaving);
+        ((), true)
+    });
+    tracing::info!("leaving: announcing");
+    announce_everywhere(shared, ANNOUNCE_DEADLINE)
+        .await
+        .map_err(membership)?;
+    tokio::time::sleep(shared.config.transition_grace).await;
+
+    let me = shared.id();
+    let placement = shared.view().placement.clone();
+    let keys = shared.engine.keys();
+    let mut moved = 0u64;
+    let mut failed = 0u64;
+    let mut futs = FuturesUnordered::new();
+    for key in keys {
+        let Some(entry) = shared.engine.get_entry(&key)? else {
+            continue;
+        };
+        let owners: Vec<u32> = placement
+            .write_set(&key)
+            .pending
+            .into_iter()
+            .filter(|&n| n != me)
+            .collect();
+        let s = shared.clone();
+        futs.push(async move {
+            let mut ok = 0;
+            for node in owners {
+                for attempt in 0..3u64 {
+                    let send = send_to_replica(&s, node, &key, &entry);
+                    match tokio::time::timeout(s.config.request_timeout, send).await {
+                        Ok(Ok(())) => {
+                            ok += 1;
+                            break;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await,
+                    }
+                }
+            }
+            ok > 0
+        });
+        if futs.len() >= HANDOFF_CONCURRENCY
+            && let Some(done) = futs.next().await
+        {
+            if done { moved += 1 } else { failed += 1 }
+        }
+    }
+    while let Some(done) = futs.next().await {
+        if done { moved += 1 } else { failed += 1 }
+    }
+    if failed > 0 {
+        tracing::error!(
+            failed,
+            "keys not handed to any new owner; their other replicas keep them"
+        );
+    }
+    shared.with_members(|t, _| {
+        t.set_my_status(Status::Left);
+        ((), true)
+    });
+    if let Err(e) = announce_everywhere(shared, Duration::from_secs(5)).await {
+        tracing::warn!(error = %e, "left announcement incomplete; gossip will finish it");
+    }
+    tracing::info!(moved, "left the cluster");
+    Ok(moved)
+}
+
+/// Drops keys this node no longer replicates, whenever the ring has been stable for the grace
+/// period. Runs until the node stops.
+pub async fn run_cleanup(shared: Arc<Shared>) {
+    let period = shared
+        .config
+        .transition_grace
+        .max(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = stopped(shared.stop_signal());
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        let view = shared.view();
+        if view.my_status != Status::Up
+            || view.placement.in_transition()
+            || !shared.is_synced()
+            || shared.ring_stable_for_ms() < shared.config.transition_grace.as_millis() as u64
+        {
+            continue;
+        }
+        let s = shared.clone();
+        let removed = tokio::task::spawn_blocking(move || cleanup_once(&s, &view.placement))
+            .await
+            .unwrap_or(0);
+        if removed > 0 {
+            shared
+                .counters
+                .keys_cleaned
+                .fetch_add(removed, Ordering::Relaxed);
+            tracing::info!(removed, "dropped keys now owned by other nodes");
+        }
+    }
+}
+
+fn cleanup_once(shared: &Shared, placement: &Placement) -> u64 {
+    let me = shared.id();
+    let mut removed = 0;
+    for key in shared.engine.keys() {
+        if placement.keeps(me, &key) {
+            continue;
+        }
+        if let Some(v) = shared.engine.version_of(&key) {
+            match shared.engine.remove(&key, v) {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(key, error = %e, "cleanup could not remove a key"),
+            }
+        }
+    }
+    removed
+}

@@ -1,0 +1,190 @@
+//! The node's configuration: a typed struct with defaults and `validate()`.
+//!
+//! Only the binary (`cli`) reads flags, files and the environment; the library takes this struct.
+//! Timing knobs are here so tests can shorten them; the defaults suit a LAN cluster.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kvstore_proto::ConsistencyLevel;
+use kvstore_proto::limits::{DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, GRPC_MESSAGE_LIMIT};
+
+use crate::error::{Error, Result};
+
+/// Faults that break one guarantee each, for proving that the checker catches them. They are
+/// only settable with the `fault-injection` cargo feature; release builds always run with none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Acknowledge a put before any replica wrote it, and drop it.
+    pub ack_before_write: bool,
+    /// On a conflict keep the older version (breaks LWW).
+    pub keep_older: bool,
+    /// Skip read repair and hinted handoff.
+    pub no_repair: bool,
+    /// Forget tombstones at compaction (resurrects deleted values).
+    pub lose_tombstones: bool,
+}
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id: unique in the cluster, also the tie-breaker in versions.
+    pub node_id: u32,
+    /// The address other nodes and clients reach this node on (`host:port`). When the node is
+    /// started on port 0, `node::run` replaces it with the bound address.
+    pub advertise_address: String,
+    /// Where the node keeps its data, hints, clock ceiling and lock file. `None`: in memory only
+    /// (tests), nothing survives a restart.
+    pub data_dir: Option<PathBuf>,
+    /// Seed nodes to join through; empty for the first node of a new cluster.
+    pub join: Vec<String>,
+    /// Replicas per key (N).
+    pub replication_factor: usize,
+    /// Default read consistency (R) when a request asks for the default.
+    pub read_consistency: ConsistencyLevel,
+    /// Default write consistency (W) when a request asks for the default.
+    pub write_consistency: ConsistencyLevel,
+    /// Virtual nodes per member on the ring.
+    pub vnodes: u32,
+    /// Storage fsync policy, as the engine parses it (`always`, `interval=<ms>`, `never`).
+    pub fsync: String,
+    /// A remote version further ahead of the local clock than this is refused.
+    pub max_clock_offset_ms: u64,
+    /// Hints kept per down replica; beyond it, new hints are dropped and counted (read repair
+    /// heals those keys).
+    pub max_hints_per_target: usize,
+    /// Hints replayed per batch.
+    pub hint_replay_batch: usize,
+    /// When set, every NodeInternal call must carry it, or gets UNAUTHENTICATED.
+    pub cluster_secret: Option<String>,
+    /// Hand this node's ranges over and leave the cluster on SIGTERM/SIGINT.
+    pub leave_on_shutdown: bool,
+    /// Largest value accepted, in bytes.
+    pub max_value_bytes: usize,
+    /// Longest key accepted, in bytes.
+    pub max_key_bytes: usize,
+    /// How long the coordinator waits for replicas before answering with an unknown outcome.
+    pub request_timeout: Duration,
+    /// Push-pull gossip period.
+    pub gossip_interval: Duration,
+    /// Heartbeat probe period (each peer is pinged once per period).
+    pub ping_interval: Duration,
+    /// A member silent this long is suspect.
+    pub suspect_after: Duration,
+    /// A member silent this long is down.
+    pub down_after: Duration,
+    /// Wait after every member has seen a join or leave before moving data, so writes already
+    /// in flight under the old ring have landed.
+    pub transition_grace: Duration,
+    /// Period of the storage maintenance (snapshot, compaction) task.
+    pub maintenance_interval: Duration,
+    /// Faults to inject (tests of the checker only).
+    pub faults: Faults,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            advertise_address: "127.0.0.1:0".into(),
+            data_dir: None,
+            join: Vec::new(),
+            replication_factor: 3,
+            read_consistency: ConsistencyLevel::Quorum,
+            write_consistency: ConsistencyLevel::Quorum,
+            vnodes: 64,
+            fsync: "always".into(),
+            max_clock_offset_ms: crate::hlc::DEFAULT_MAX_CLOCK_OFFSET_MS,
+            max_hints_per_target: 100_000,
+            hint_replay_batch: 256,
+            cluster_secret: None,
+            leave_on_shutdown: false,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            request_timeout: Duration::from_secs(2),
+            gossip_interval: Duration::from_millis(1000),
+            ping_interval: Duration::from_millis(500),
+            suspect_after: Duration::from_millis(2000),
+            down_after: Duration::from_millis(4000),
+            transition_grace: Duration::from_millis(2000),
+            maintenance_interval: Duration::from_secs(60),
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Checks every bound; the message names the field and the limit.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.node_id == 0 {
+            return bad("node_id must be > 0 (0 marks versions of no node)".into());
+        }
+        if !(1..=16).contains(&self.replication_factor) {
+            return bad(format!(
+                "replication_factor must be in 1..=16, got {}",
+                self.replication_factor
+            ));
+        }
+        if !(1..=1024).contains(&self.vnodes) {
+            return bad(format!("vnodes must be in 1..=1024, got {}", self.vnodes));
+        }
+        if self.max_key_bytes == 0 || self.max_key_bytes > DEFAULT_MAX_KEY_BYTES {
+            return bad(format!(
+                "max_key_bytes must be in 1..={DEFAULT_MAX_KEY_BYTES}, got {}",
+                self.max_key_bytes
+            ));
+        }
+        if self.max_value_bytes == 0 || self.max_value_bytes > 64 * 1024 * 1024 {
+            return bad(format!(
+                "max_value_bytes must be in 1..=67108864 (64 MiB), got {}",
+                self.max_value_bytes
+            ));
+        }
+        if self.max_hints_per_target == 0 || self.hint_replay_batch == 0 {
+            return bad("max_hints_per_target and hint_replay_batch must be > 0".into());
+        }
+        if self.suspect_after >= self.down_after {
+            return bad(format!(
+                "suspect_after ({:?}) must be shorter than down_after ({:?})",
+                self.suspect_after, self.down_after
+            ));
+        }
+        if self.request_timeout.is_zero() || self.gossip_interval.is_zero() {
+            return bad("request_timeout and gossip_interval must be > 0".into());
+        }
+        if self.advertise_address.is_empty() {
+            return bad("advertise_address must be host:port".into());
+        }
+        Ok(())
+    }
+
+    /// The gRPC message limit both directions use: the protocol default, raised when the node
+    /// accepts values larger than the default maximum.
+    pub fn grpc_message_limit(&self) -> usize {
+        GRPC_MESSAGE_LIMIT.max(self.max_value_bytes + self.max_key_bytes + 1024 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        NodeConfig::default().validate().unwrap();
+        type Breaker = fn(&mut NodeConfig);
+        let cases: [(Breaker, &str); 4] = [
+            (|c| c.node_id = 0, "node_id"),
+            (|c| c.replication_factor = 0, "replication_factor"),
+            (|c| c.vnodes = 0, "vnodes"),
+            (|c| c.suspect_after = c.down_after, "suspect_after"),
+        ];
+        for (breaker, field) in cases {
+            let mut c = NodeConfig::default();
+            breaker(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{err} should name {field}");
+        }
+    }
+}

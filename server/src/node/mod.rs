@@ -1,0 +1,267 @@
+//! Running a node: [`run`] takes an already-bound listener, a configuration and a shutdown
+//! future (mini-redis style), so tests bind `127.0.0.1:0` and stop nodes cleanly.
+//!
+//! Start: lock the data directory, open the engines, restore the clock floor and the member
+//! table, serve gRPC, start the background tasks (gossip, probes, hint replay, cleanup,
+//! maintenance), join through the seeds if any, then report ready.
+//!
+//! Stop (shutdown future, or a finished `Leave`): optionally leave the cluster first, then stop
+//! accepting, let in-flight calls finish (bounded by [`DRAIN_TIMEOUT`]), stop the tasks, flush
+//! the engines and save the member table.
+
+pub mod datadir;
+pub mod shared;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::cluster::hints::HintStore;
+use crate::cluster::members::{MemberTable, Status, Timing};
+use crate::cluster::{gossip, persist, rebalance};
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::hlc::{FileHighWater, Hlc, SystemClock};
+use crate::replication::handoff;
+use crate::service;
+use shared::{Shared, stopped};
+
+/// How long a stopping node waits for in-flight calls before closing anyway.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a running node reports once it serves.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The node's id.
+    pub node_id: u32,
+    /// The address it serves on.
+    pub address: String,
+}
+
+/// Runs a node until `shutdown` completes (or it left the cluster).
+pub async fn run(
+    listener: TcpListener,
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    run_with_ready(listener, config, shutdown, |_| {}).await
+}
+
+/// [`run`], calling `on_ready` once the node is up and serving.
+pub async fn run_with_ready(
+    listener: TcpListener,
+    mut config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    on_ready: impl FnOnce(Ready) + Send,
+) -> Result<()> {
+    let local = listener.local_addr().map_err(|source| Error::Io {
+        context: "listener has no local address".into(),
+        source,
+    })?;
+    if config.advertise_address.ends_with(":0") || config.advertise_address.is_empty() {
+        config.advertise_address = local.to_string();
+    }
+    config.validate()?;
+
+    // Storage, clock, hints, members.
+    let lock = config.data_dir.as_deref().map(datadir::lock).transpose()?;
+    let dir = lock.as_ref().map(|l| l.path().to_path_buf());
+    let engine = datadir::open_engine(
+        dir.as_ref().map(|d| d.join("data")).as_deref(),
+        &config.fsync,
+    )?;
+    let hints_engine = datadir::open_engine(
+        dir.as_ref().map(|d| d.join("hints")).as_deref(),
+        &config.fsync,
+    )?;
+    let hints = HintStore::new(hints_engine, config.max_hints_per_target);
+    let mut hlc = Hlc::new(Arc::new(SystemClock), config.max_clock_offset_ms);
+    if let Some(d) = &dir {
+        let (store, recovered) =
+            FileHighWater::open(d.join("hlc.ceiling")).map_err(|source| Error::Io {
+                context: format!("cannot read {}", d.join("hlc.ceiling").display()),
+                source,
+            })?;
+        hlc = hlc.with_high_water(Box::new(store), recovered);
+    }
+    hlc.observe(engine.max_version().hlc);
+
+    let saved = match &dir {
+        Some(d) => persist::load(&d.join("members")).map_err(|source| Error::Io {
+            context: "cannot read the saved member table".into(),
+            source,
+        })?,
+        None => Vec::new(),
+    };
+    let me_saved = saved
+        .iter()
+        .find(|m| m.id == config.node_id)
+        .map(|m| m.status);
+    let initial = match me_saved {
+        Some(Status::Up | Status::Leaving) => Status::Up,
+        _ if config.join.is_empty() => Status::Up,
+        _ => Status::Joining,
+    };
+    let timing = Timing {
+        suspect_after_ms: config.suspect_after.as_millis() as u64,
+        down_after_ms: config.down_after.as_millis() as u64,
+    };
+    let mut table = MemberTable::new(
+        config.node_id,
+        config.advertise_address.clone(),
+        initial,
+        timing,
+        0,
+    );
+    let had_peers = saved.iter().any(|m| m.id != config.node_id);
+    table.merge_all(saved, 0);
+    let shared = Shared::new(config, engine, hints, hlc, table);
+    if !had_peers && shared.config.join.is_empty() {
+        shared.set_synced();
+    }
+
+    // Serve.
+    let services = service::services(&shared);
+    let mut server_stop = shared.stop_signal();
+    let incoming = TcpListenerStream::new(listener);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(services.kv)
+            .add_service(services.internal)
+            .add_service(services.echo)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            }),
+    );
+    tracing::info!(node = shared.id(), address = %shared.config.advertise_address, "serving");
+
+    let tasks = vec![
+        tokio::spawn(gossip::run_gossip(shared.clone())),
+        tokio::spawn(gossip::run_probes(shared.clone())),
+        tokio::spawn(handoff::run(shared.clone())),
+        tokio::spawn(rebalance::run_cleanup(shared.clone())),
+        tokio::spawn(maintenance(shared.clone())),
+    ];
+
+    let outcome = async {
+        if !shared.config.join.is_empty() {
+            rebalance::join(&shared).await?;
+        } else if had_peers {
+            // Restarted with a saved table: tell the others we are back.
+            let missing = gossip::announce(&shared).await;
+            if missing.is_empty() {
+                shared.set_synced();
+            }
+        }
+        save_members(&shared);
+        Ok::<(), Error>(())
+    };
+    let mut ready_fn = Some(on_ready);
+    tokio::pin!(shutdown);
+    let stop_rx = shared.stop_signal();
+    let joined = tokio::select! {
+        r = outcome => r,
+        _ = &mut shutdown => Ok(()),
+        _ = stopped(stop_rx.clone()) => Ok(()),
+    };
+    if let Err(e) = joined {
+        shared.request_stop();
+        let _ = server.await;
+        return Err(e);
+    }
+    if !shared.stopping() {
+        tracing::info!(node = shared.id(), "ready");
+        if let Some(f) = ready_fn.take() {
+            f(Ready {
+                node_id: shared.id(),
+                address: shared.config.advertise_address.clone(),
+            });
+        }
+        tokio::select! {
+            _ = &mut shutdown => {
+                if shared.config.leave_on_shutdown && shared.view().my_status == Status::Up {
+                    match rebalance::leave(&shared).await {
+                        Ok(moved) => tracing::info!(moved, "left the cluster before shutting down"),
+                        Err(e) => tracing::error!(error = %e, "leave on shutdown failed"),
+                    }
+                }
+            }
+            _ = stopped(stop_rx) => {}
+        }
+    }
+
+    tracing::info!("shutting down: draining in-flight requests");
+    shared.request_stop();
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("in-flight requests still running after the drain timeout"),
+    }
+    for t in tasks {
+        t.abort();
+    }
+    save_members(&shared);
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        s.engine.flush()?;
+        s.hints.flush()
+    })
+    .await
+    .map_err(|e| Error::Membership(format!("flush task failed: {e}")))??;
+    drop(lock);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn save_members(shared: &Shared) {
+    let Some(dir) = &shared.config.data_dir else {
+        return;
+    };
+    // Two tasks may save at once; they must not share the temporary file.
+    static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = SAVING.lock().unwrap_or_else(|p| p.into_inner());
+    let members: Vec<_> = shared.read_members(|t, _| t.members().cloned().collect());
+    if let Err(e) = persist::save(&dir.join("members"), &members) {
+        tracing::warn!(error = %e, "cannot save the member table");
+    }
+}
+
+/// Periodic storage upkeep: snapshot and compaction, plus saving the member table when it
+/// changed.
+async fn maintenance(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.maintenance_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut members_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut saved_version = 0;
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let s = shared.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    let now = s.wall_ms();
+                    s.engine.snapshot()?;
+                    s.engine.compact(now)
+                })
+                .await;
+                match r {
+                    Ok(Ok(())) => tracing::debug!("maintenance done"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),
+                    Err(e) => tracing::error!(error = %e, "storage maintenance task failed"),
+                }
+            }
+            _ = members_tick.tick() => {
+                let v = shared.view().ring_version;
+                if v != saved_version {
+                    saved_version = v;
+                    save_members(&shared);
+                }
+            }
+        }
+    }
+}

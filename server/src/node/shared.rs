@@ -1,0 +1,241 @@
+//! The state every part of a running node shares: engine, clock, member table, placement view,
+//! peers, hints and counters.
+//!
+//! Mutable membership lives in one `std::sync::Mutex<MemberTable>` held only for short,
+//! await-free sections. Readers on the request path never take it: they clone an
+//! `Arc<View>` (placement plus each member's health and address), which is rebuilt whenever
+//! the table changes and on every failure-detector tick.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::cluster::hints::HintStore;
+use crate::cluster::members::{Health, MemberTable, Status};
+use crate::cluster::placement::Placement;
+use crate::config::NodeConfig;
+use crate::hlc::Hlc;
+use crate::replication::peer::{Peer, Peers};
+use crate::storage::Engine;
+
+/// A snapshot of placement and liveness, cheap to clone for one request.
+#[derive(Debug)]
+pub struct View {
+    /// Placement under the current announced states.
+    pub placement: Placement,
+    /// Each member's health at the time of the snapshot.
+    pub health: HashMap<u32, Health>,
+    /// Each member's address.
+    pub addresses: HashMap<u32, String>,
+    /// The membership version (sum of incarnations).
+    pub ring_version: u64,
+    /// This node's announced state.
+    pub my_status: Status,
+}
+
+impl View {
+    /// Whether requests should be sent to `node` (alive or merely suspect; not down).
+    pub fn is_live(&self, node: u32) -> bool {
+        matches!(
+            self.health.get(&node),
+            Some(Health::Alive | Health::Suspect)
+        )
+    }
+}
+
+/// Counters reported by NodeStatus.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Read repairs sent (one per stale replica healed).
+    pub read_repairs: AtomicU64,
+    /// Hints replayed successfully.
+    pub hints_replayed: AtomicU64,
+    /// Keys dropped by cleanup after they moved to other owners.
+    pub keys_cleaned: AtomicU64,
+}
+
+/// Everything a node's tasks and handlers share.
+pub struct Shared {
+    /// The node's configuration (advertise address resolved).
+    pub config: NodeConfig,
+    /// Where entries are stored.
+    pub engine: Arc<dyn Engine>,
+    /// Hints for replicas that missed writes.
+    pub hints: HintStore,
+    /// The clock that stamps writes.
+    pub hlc: Hlc,
+    /// Peer connections.
+    pub peers: Peers,
+    /// Counters for NodeStatus.
+    pub counters: Counters,
+    members: Mutex<MemberTable>,
+    view: RwLock<Arc<View>>,
+    started: Instant,
+    /// Monotonic ms at the last announced-state change seen.
+    ring_changed_at_ms: AtomicU64,
+    /// Whether the node has exchanged its table with at least one peer (or needs none).
+    synced: AtomicBool,
+    /// Raised to ask the node to stop (after a leave, or by the shutdown signal).
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Assembles the shared state.
+    pub fn new(
+        config: NodeConfig,
+        engine: Arc<dyn Engine>,
+        hints: HintStore,
+        hlc: Hlc,
+        table: MemberTable,
+    ) -> Arc<Self> {
+        let peers = Peers::new(
+            config.cluster_secret.as_deref(),
+            config.grpc_message_limit(),
+        );
+        let (stop, _) = watch::channel(false);
+        let shared = Arc::new(Self {
+            view: RwLock::new(Arc::new(build_view(&table, &config, 0))),
+            members: Mutex::new(table),
+            config,
+            engine,
+            hints,
+            hlc,
+            peers,
+            counters: Counters::default(),
+            started: Instant::now(),
+            ring_changed_at_ms: AtomicU64::new(0),
+            synced: AtomicBool::new(false),
+            stop,
+        });
+        shared.refresh_view();
+        shared
+    }
+
+    /// Milliseconds since the node started: the failure detector's clock (monotonic).
+    pub fn mono_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch (TTL, compaction).
+    pub fn wall_ms(&self) -> u64 {
+        self.hlc.physical_now_ms()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u32 {
+        self.config.node_id
+    }
+
+    /// The current placement/liveness snapshot.
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `f` on the member table (a short section: no await possible inside), then
+    /// rebuilds the view. `f` returns whether announced states changed.
+    pub fn with_members<T>(&self, f: impl FnOnce(&mut MemberTable, u64) -> (T, bool)) -> T {
+        let now = self.mono_ms();
+        let (out, changed) = {
+            let mut table = self.lock_members();
+            f(&mut table, now)
+        };
+        if changed {
+            self.ring_changed_at_ms.store(now, Ordering::Relaxed);
+        }
+        self.refresh_view();
+        out
+    }
+
+    /// Reads the member table (short section).
+    pub fn read_members<T>(&self, f: impl FnOnce(&MemberTable, u64) -> T) -> T {
+        let now = self.mono_ms();
+        f(&self.lock_members(), now)
+    }
+
+    fn lock_members(&self) -> MutexGuard<'_, MemberTable> {
+        // The table is only changed by whole-member replacements; a panic cannot tear it.
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rebuilds the view from the member table (after a change or a detector tick).
+    pub fn refresh_view(&self) {
+        let view = {
+            let table = self.lock_members();
+            build_view(&table, &self.config, self.mono_ms())
+        };
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
+    }
+
+    /// Milliseconds since the announced states last changed.
+    pub fn ring_stable_for_ms(&self) -> u64 {
+        self.mono_ms()
+            .saturating_sub(self.ring_changed_at_ms.load(Ordering::Relaxed))
+    }
+
+    /// Marks that the member table has been exchanged with the cluster.
+    pub fn set_synced(&self) {
+        self.synced.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the member table has been exchanged with the cluster.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Relaxed)
+    }
+
+    /// The peer `id`, if it is a known member with an address.
+    pub fn peer(&self, id: u32) -> Option<Arc<Peer>> {
+        let view = self.view();
+        let addr = view.addresses.get(&id)?;
+        match self.peers.get(id, addr) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(peer = id, error = %e, "cannot connect");
+                None
+            }
+        }
+    }
+
+    /// Asks the node to stop.
+    pub fn request_stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// A receiver that turns true when the node is asked to stop.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Whether the node was asked to stop.
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+fn build_view(table: &MemberTable, config: &NodeConfig, now_ms: u64) -> View {
+    View {
+        placement: Placement::new(table, config.vnodes, config.replication_factor),
+        health: table
+            .members()
+            .map(|m| (m.id, table.health(m.id, now_ms)))
+            .collect(),
+        addresses: table.members().map(|m| (m.id, m.address.clone())).collect(),
+        ring_version: table.ring_version(),
+        my_status: table.me().status,
+    }
+}
+
+/// Waits until `rx` turns true.
+pub async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

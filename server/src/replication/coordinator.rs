@@ -1,0 +1,324 @@
+//! The coordinator: one client request's trip to the replicas and back.
+//!
+//! - Put/Delete: stamp a new HLC version, send the entry to every replica of the key's write set
+//!   in parallel (itself through the engine, peers through their replication streams), answer
+//!   after the write quorum, and leave the stragglers to a background task that turns every
+//!   replica that failed or did not answer into a hint.
+//! - Get: ask every live replica of the key, answer after R answers with the newest version,
+//!   and in the background wait (bounded) for the rest and send the newest entry to every replica
+//!   that answered older or nothing (read repair, counted).
+//!
+//! Quorum arithmetic is in [`super::quorum`]; this module only moves messages and time.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use kvstore_proto::{ConsistencyLevel, Version, pb};
+use tokio::time::{Instant, timeout_at};
+
+use super::peer::ReplicaFailure;
+use super::quorum::{self, Progress, ReadQuorum, WriteQuorum};
+use crate::error::{Error, Result};
+use crate::node::shared::Shared;
+use crate::storage::Entry;
+
+type ReplicaFuture<T> = Pin<Box<dyn Future<Output = (u32, T)> + Send>>;
+
+/// The wire form of a replica write.
+pub fn to_replicate(key: &str, entry: &Entry) -> pb::ReplicateRequest {
+    pb::ReplicateRequest {
+        key: key.to_owned(),
+        value: entry.value.clone(),
+        timestamp: entry.version.hlc,
+        version: Some(entry.version.into()),
+        tombstone: entry.tombstone,
+        expires_at_ms: entry.expires_at_ms,
+    }
+}
+
+/// An entry from its wire form (a missing version reads as the zero version, which loses
+/// against everything).
+pub fn from_wire_entry(e: pb::Entry) -> Entry {
+    Entry {
+        value: e.value,
+        version: e.version.map(Version::from).unwrap_or_default(),
+        tombstone: e.tombstone,
+        expires_at_ms: e.expires_at_ms,
+    }
+}
+
+/// The wire form of an entry.
+pub fn to_wire_entry(e: &Entry) -> pb::Entry {
+    pb::Entry {
+        value: e.value.clone(),
+        version: Some(e.version.into()),
+        tombstone: e.tombstone,
+        expires_at_ms: e.expires_at_ms,
+    }
+}
+
+/// Applies an entry to this node's engine off the async threads (it may fsync).
+pub async fn apply_local(shared: &Arc<Shared>, key: String, entry: Entry) -> Result<()> {
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || s.engine.apply(&key, entry).map(|_| ()))
+        .await
+        .map_err(|e| Error::Membership(format!("storage task failed: {e}")))?
+        .map_err(Error::from)
+}
+
+/// Sends `entry` to replica `node` (this node or a peer).
+pub async fn send_to_replica(
+    shared: &Arc<Shared>,
+    node: u32,
+    key: &str,
+    entry: &Entry,
+) -> std::result::Result<(), ReplicaFailure> {
+    if node == shared.id() {
+        return apply_local(shared, key.to_owned(), entry.clone())
+            .await
+            .map_err(|e| ReplicaFailure::Refused(e.to_string()));
+    }
+    let Some(peer) = shared.peer(node) else {
+        return Err(ReplicaFailure::Unreachable(format!(
+            "node {node} has no address"
+        )));
+    };
+    peer.replicate(to_replicate(key, entry)).await
+}
+
+fn hint(shared: &Shared, node: u32, key: &str, entry: &Entry) {
+    if shared.config.faults.no_repair {
+        return;
+    }
+    match shared.hints.add(node, key, entry.clone()) {
+        Ok(true) => {}
+        Ok(false) => {
+            // Logged at 1, 2, 4, 8, ... drops: a long outage must not flood the log.
+            let dropped = shared.hints.dropped();
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    node,
+                    dropped,
+                    "hints for a down node are full: new hints dropped (read repair heals those keys)"
+                );
+            }
+        }
+        Err(e) => tracing::error!(node, key, error = %e, "cannot store hint"),
+    }
+}
+
+/// Writes `entry` (already stamped) under `key` to its replicas at `level`.
+pub async fn write(
+    shared: &Arc<Shared>,
+    key: &str,
+    entry: Entry,
+    level: ConsistencyLevel,
+) -> Result<()> {
+    let view = shared.view();
+    let ws = view.placement.write_set(key);
+    let required = level.required(shared.config.replication_factor);
+    let level_name = format!("{level} (W={required})");
+    if let Err((needed, live)) = quorum::check_live(&ws, required, |n| view.is_live(n)) {
+        return Err(Error::Unavailable {
+            needed,
+            live,
+            level: level_name,
+        });
+    }
+    if shared.config.faults.ack_before_write {
+        // Fault injection: acknowledge without writing anything.
+        return Ok(());
+    }
+    let deadline = Instant::now() + shared.config.request_timeout;
+    let mut q = WriteQuorum::new(&ws, required);
+    let mut futs: FuturesUnordered<ReplicaFuture<std::result::Result<(), ReplicaFailure>>> =
+        FuturesUnordered::new();
+    for node in ws.targets() {
+        if !view.is_live(node) {
+            hint(shared, node, key, &entry);
+            q.record(node, false);
+            continue;
+        }
+        let (s, k, e) = (shared.clone(), key.to_owned(), entry.clone());
+        futs.push(Box::pin(async move {
+            let r = send_to_replica(&s, node, &k, &e).await;
+            (node, r)
+        }));
+    }
+    let mut silent: Vec<u32> = ws
+        .targets()
+        .into_iter()
+        .filter(|&n| view.is_live(n))
+        .collect();
+    let outcome = loop {
+        if q.progress() != Progress::Waiting {
+            break q.progress();
+        }
+        match timeout_at(deadline, futs.next()).await {
+            Ok(Some((node, r))) => {
+                silent.retain(|&n| n != node);
+                if let Err(f) = &r {
+                    tracing::debug!(node, key, failure = %f, "replica write failed");
+                    if matches!(f, ReplicaFailure::Unreachable(_)) {
+                        hint(shared, node, key, &entry);
+                    }
+                }
+                q.record(node, r.is_ok());
+            }
+            Ok(None) => break q.progress(),
+            Err(_) => break Progress::Waiting,
+        }
+    };
+    if !futs.is_empty() {
+        // Stragglers: wait a little longer in the background; whoever fails or stays silent
+        // gets a hint (hints are idempotent, so a late success costs one redundant replay).
+        let (s, k, e) = (shared.clone(), key.to_owned(), entry.clone());
+        tokio::spawn(async move {
+            let grace = Instant::now() + s.config.request_timeout;
+            while let Ok(Some((node, r))) = timeout_at(grace, futs.next()).await {
+                silent.retain(|&n| n != node);
+                if let Err(ReplicaFailure::Unreachable(_)) = r {
+                    hint(&s, node, &k, &e);
+                }
+            }
+            for node in silent {
+                if node != s.id() {
+                    hint(&s, node, &k, &e);
+                }
+            }
+        });
+    }
+    match outcome {
+        Progress::Succeeded => Ok(()),
+        Progress::Failed => Err(Error::NotEnoughReplicas {
+            needed: q.needed(),
+            acked: q.acked(),
+            level: level_name,
+            timed_out: false,
+        }),
+        Progress::Waiting => Err(Error::NotEnoughReplicas {
+            needed: q.needed(),
+            acked: q.acked(),
+            level: level_name,
+            timed_out: true,
+        }),
+    }
+}
+
+/// Reads this node's stored entry for `key`.
+pub fn read_local(shared: &Shared, key: &str) -> Result<Option<Entry>> {
+    Ok(shared.engine.get_entry(key)?)
+}
+
+async fn read_replica(
+    shared: &Arc<Shared>,
+    node: u32,
+    key: &str,
+) -> std::result::Result<Option<Entry>, ()> {
+    if node == shared.id() {
+        return read_local(shared, key).map_err(|e| {
+            tracing::warn!(key, error = %e, "local read failed");
+        });
+    }
+    let peer = shared.peer(node).ok_or(())?;
+    let resp = peer
+        .client()
+        .local_read(pb::LocalReadRequest {
+            key: key.to_owned(),
+        })
+        .await
+        .map_err(|status| {
+            tracing::debug!(node, key, %status, "replica read failed");
+        })?
+        .into_inner();
+    Ok(if resp.found {
+        resp.entry.map(from_wire_entry)
+    } else {
+        None
+    })
+}
+
+/// Reads `key` at `level`: the newest entry among R replicas (a tombstone or expired value
+/// included; the caller decides what is live).
+pub async fn read(
+    shared: &Arc<Shared>,
+    key: &str,
+    level: ConsistencyLevel,
+) -> Result<Option<Entry>> {
+    let view = shared.view();
+    let replicas = view.placement.read_replicas(key);
+    let required = level.required(shared.config.replication_factor);
+    let level_name = format!("{level} (R={required})");
+    let need = quorum::needed(required, replicas.len());
+    let live: Vec<u32> = replicas
+        .iter()
+        .copied()
+        .filter(|&n| view.is_live(n))
+        .collect();
+    if live.len() < need {
+        return Err(Error::Unavailable {
+            needed: need,
+            live: live.len(),
+            level: level_name,
+        });
+    }
+    let deadline = Instant::now() + shared.config.request_timeout;
+    let mut q = ReadQuorum::new(need, live.len());
+    let mut futs: FuturesUnordered<ReplicaFuture<std::result::Result<Option<Entry>, ()>>> =
+        FuturesUnordered::new();
+    for node in live {
+        let (s, k) = (shared.clone(), key.to_owned());
+        futs.push(Box::pin(
+            async move { (node, read_replica(&s, node, &k).await) },
+        ));
+    }
+    let outcome = loop {
+        match timeout_at(deadline, futs.next()).await {
+            Ok(Some((node, answer))) => match q.record(node, answer) {
+                Progress::Waiting => {}
+                p => break p,
+            },
+            Ok(None) => break q.progress(),
+            Err(_) => break Progress::Waiting,
+        }
+    };
+    let result = q.newest().cloned();
+    let answered = q.answered();
+    if outcome == Progress::Succeeded && !shared.config.faults.no_repair {
+        let (s, k) = (shared.clone(), key.to_owned());
+        tokio::spawn(async move {
+            let grace = Instant::now() + s.config.request_timeout;
+            while let Ok(Some((node, answer))) = timeout_at(grace, futs.next()).await {
+                q.record(node, answer);
+            }
+            repair(&s, &k, &q).await;
+        });
+    }
+    match outcome {
+        Progress::Succeeded => Ok(result),
+        p => Err(Error::NotEnoughReplicas {
+            needed: need,
+            acked: answered,
+            level: level_name,
+            timed_out: p == Progress::Waiting,
+        }),
+    }
+}
+
+/// Sends the newest answer to every replica that answered older or nothing.
+async fn repair(shared: &Arc<Shared>, key: &str, q: &ReadQuorum) {
+    let Some(newest) = q.newest().cloned() else {
+        return;
+    };
+    for node in q.stale_replicas() {
+        match send_to_replica(shared, node, key, &newest).await {
+            Ok(()) => {
+                shared.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node, key, version = %newest.version, "read repair");
+            }
+            Err(f) => tracing::debug!(node, key, failure = %f, "read repair failed"),
+        }
+    }
+}

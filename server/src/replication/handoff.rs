@@ -1,0 +1,103 @@
+//! Hinted handoff: replaying stored hints to replicas that are reachable again.
+//!
+//! A background loop looks, every period, for targets with hints that this node sees alive,
+//! and sends their hints through the target's replication stream in bounded batches. A hint is
+//! removed once the target acknowledged it (only if no newer hint for the key arrived
+//! meanwhile); a hint the target *refuses* (e.g. clock skew) is dropped with a warning since
+//! replaying it can never succeed; an unreachable target keeps its hints for the next round.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::coordinator::to_replicate;
+use super::peer::ReplicaFailure;
+use crate::cluster::members::Health;
+use crate::node::shared::{Shared, stopped};
+
+/// How often the hint store is checked for replayable targets.
+pub const REPLAY_PERIOD: Duration = Duration::from_millis(500);
+
+/// Replays hints until the node stops.
+pub async fn run(shared: Arc<Shared>) {
+    let stop = shared.stop_signal();
+    let mut tick = tokio::time::interval(REPLAY_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = stopped(stop);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        if shared.config.faults.no_repair {
+            continue;
+        }
+        for target in shared.hints.targets() {
+            let alive = shared.view().health.get(&target) == Some(&Health::Alive);
+            if alive && let Err(e) = replay_target(&shared, target).await {
+                tracing::debug!(target, error = %e, "hint replay paused");
+            }
+        }
+    }
+}
+
+/// Replays every hint for `target` in batches; stops at the first unreachable answer.
+pub async fn replay_target(shared: &Arc<Shared>, target: u32) -> Result<u64, String> {
+    let peer = shared
+        .peer(target)
+        .ok_or_else(|| format!("node {target} has no address"))?;
+    let mut replayed = 0;
+    loop {
+        let (s, limit) = (shared.clone(), shared.config.hint_replay_batch);
+        let batch = tokio::task::spawn_blocking(move || s.hints.take_batch(target, limit))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if batch.is_empty() {
+            if replayed > 0 {
+                tracing::info!(target, replayed, "hints replayed");
+            }
+            return Ok(replayed);
+        }
+        let wait = shared.config.request_timeout;
+        let sends = batch.iter().map(|(key, entry)| {
+            let send = peer.replicate(to_replicate(key, entry));
+            async move {
+                tokio::time::timeout(wait, send).await.unwrap_or_else(|_| {
+                    Err(ReplicaFailure::Unreachable("no answer in time".into()))
+                })
+            }
+        });
+        let results = join_all(sends).await;
+        let mut unreachable = None;
+        for ((key, entry), r) in batch.iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    shared
+                        .hints
+                        .remove(target, key, entry.version)
+                        .map_err(|e| e.to_string())?;
+                    shared
+                        .counters
+                        .hints_replayed
+                        .fetch_add(1, Ordering::Relaxed);
+                    replayed += 1;
+                }
+                Err(ReplicaFailure::Refused(why)) => {
+                    tracing::warn!(target, key, why, "hint refused by its target: dropped");
+                    shared
+                        .hints
+                        .remove(target, key, entry.version)
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(ReplicaFailure::Unreachable(why)) => unreachable = Some(why),
+            }
+        }
+        if let Some(why) = unreachable {
+            return Err(why);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The request path between nodes.
+//!
+//! - [`quorum`]: write and read quorum counting and the last-write-wins choice (pure);
+//! - [`coordinator`]: a client request's fan-out to replicas, hints for the ones that miss,
+//!   read repair;
+//! - [`peer`]: per-peer connections and the batching replication stream;
+//! - [`replica`]: applying incoming writes, with the clock-skew check;
+//! - [`handoff`]: replaying hints to replicas that came back.
+//!
+//! Not here: anything about gRPC statuses (the service layer) or ownership changes (cluster).
+
+pub mod coordinator;
+pub mod handoff;
+pub mod peer;
+pub mod quorum;
+pub mod replica;

@@ -1,0 +1,334 @@
+//! Connections to the other nodes, and the per-peer replication stream.
+//!
+//! [`Peers`] keeps one lazily connected tonic channel per peer (HTTP/2 multiplexes every call
+//! over it) and, per peer, one replicator task owning a long-lived `ReplicateStream`. Writes for
+//! a peer queue on a bounded channel; the task drains whatever is queued into one batch (up to
+//! [`MAX_BATCH_WRITES`] writes or [`MAX_BATCH_BYTES`]), keeps up to [`MAX_INFLIGHT_BATCHES`]
+//! batches in flight, and resolves each write when its batch's ack arrives. Under load a batch
+//! carries many writes, so a 3-replica write costs a fraction of three unary round trips; at
+//! low load a batch is one write and costs one stream message, no more than a unary call.
+//!
+//! A broken stream fails every write in flight as [`ReplicaFailure::Unreachable`] (the
+//! coordinator turns those into hints) and is re-opened on the next write, at most once per
+//! [`RECONNECT_BACKOFF`]. The task holds no lock across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kvstore_proto::CLUSTER_SECRET_HEADER;
+use kvstore_proto::pb;
+use kvstore_proto::pb::node_internal_client::NodeInternalClient;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest number of writes in one batch.
+pub const MAX_BATCH_WRITES: usize = 512;
+/// Largest payload of one batch (a single larger write travels alone).
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Batches awaiting their ack on one stream; beyond it writes queue (and batch up).
+pub const MAX_INFLIGHT_BATCHES: usize = 64;
+/// Writes queued for one peer; a full queue fails the write at once (the peer is far behind).
+pub const QUEUE_DEPTH: usize = 16 * 1024;
+/// Least time between two attempts to open a stream to a failing peer.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// How long opening a TCP connection to a peer may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a replica did not take a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaFailure {
+    /// The replica answered and refused it (clock skew, storage error): retrying the same
+    /// write will not help, so no hint is kept.
+    Refused(String),
+    /// The replica could not be reached or did not answer: a hint replays it later.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for ReplicaFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(m) => write!(f, "refused: {m}"),
+            Self::Unreachable(m) => write!(f, "unreachable: {m}"),
+        }
+    }
+}
+
+/// Adds the cluster secret to every outgoing NodeInternal call.
+#[derive(Clone, Debug, Default)]
+pub struct AddSecret(Option<MetadataValue<Ascii>>);
+
+impl AddSecret {
+    /// An interceptor sending `secret` (or nothing).
+    pub fn new(secret: Option<&str>) -> Self {
+        Self(secret.and_then(|s| s.parse().ok()))
+    }
+}
+
+impl Interceptor for AddSecret {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert(CLUSTER_SECRET_HEADER, v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A NodeInternal client carrying the cluster secret.
+pub type InternalClient = NodeInternalClient<InterceptedService<Channel, AddSecret>>;
+
+type Reply = oneshot::Sender<Result<(), ReplicaFailure>>;
+
+/// One peer: its channel and its replicator's queue.
+#[derive(Debug)]
+pub struct Peer {
+    id: u32,
+    address: String,
+    client: InternalClient,
+    queue: mpsc::Sender<(pb::ReplicateRequest, Reply)>,
+}
+
+impl Peer {
+    /// The peer's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The peer's address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// A client for unary and streaming calls to this peer (cheap clone, shared connection).
+    pub fn client(&self) -> InternalClient {
+        self.client.clone()
+    }
+
+    /// Sends one replica write through the peer's stream and waits for its ack (no timeout:
+    /// the caller bounds the wait).
+    pub async fn replicate(&self, write: pb::ReplicateRequest) -> Result<(), ReplicaFailure> {
+        let (tx, rx) = oneshot::channel();
+        self.queue.try_send((write, tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                ReplicaFailure::Unreachable(format!("queue to node {} is full", self.id))
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                ReplicaFailure::Unreachable(format!("replicator of node {} stopped", self.id))
+            }
+        })?;
+        rx.await.unwrap_or_else(|_| {
+            Err(ReplicaFailure::Unreachable(format!(
+                "replicator of node {} dropped the write",
+                self.id
+            )))
+        })
+    }
+}
+
+/// Every peer this node talks to.
+#[derive(Debug)]
+pub struct Peers {
+    peers: Mutex<HashMap<u32, Arc<Peer>>>,
+    secret: AddSecret,
+    message_limit: usize,
+}
+
+impl Peers {
+    /// No peers yet; `secret` is sent on every call, `message_limit` bounds gRPC messages.
+    pub fn new(secret: Option<&str>, message_limit: usize) -> Self {
+        Self {
+            peers: Mutex::new(HashMap::new()),
+            secret: AddSecret::new(secret),
+            message_limit,
+        }
+    }
+
+    /// A client for an address that need not be a member (seeds).
+    pub fn client_for(&self, address: &str) -> Result<InternalClient, String> {
+        let channel = channel(address)?;
+        Ok(self.wrap(channel))
+    }
+
+    fn wrap(&self, channel: Channel) -> InternalClient {
+        NodeInternalClient::with_interceptor(channel, self.secret.clone())
+            .max_decoding_message_size(self.message_limit)
+            .max_encoding_message_size(self.message_limit)
+    }
+
+    /// The peer `id` at `address`, connecting (lazily) on first use or when its address
+    /// changed. Must be called inside a tokio runtime (it may spawn the replicator).
+    pub fn get(&self, id: u32, address: &str) -> Result<Arc<Peer>, String> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = peers.get(&id)
+            && p.address == address
+            && !p.queue.is_closed()
+        {
+            return Ok(p.clone());
+        }
+        let client = self.wrap(channel(address)?);
+        let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(replicator(id, client.clone(), rx));
+        let peer = Arc::new(Peer {
+            id,
+            address: address.to_owned(),
+            client,
+            queue,
+        });
+        peers.insert(id, peer.clone());
+        Ok(peer)
+    }
+}
+
+fn channel(address: &str) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| format!("bad peer address {address:?}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(endpoint.connect_lazy())
+}
+
+fn write_bytes(w: &pb::ReplicateRequest) -> usize {
+    w.key.len() + w.value.len() + 64
+}
+
+/// The replicator task of one peer: lives as long as the queue's senders.
+async fn replicator(
+    peer: u32,
+    client: InternalClient,
+    mut queue: mpsc::Receiver<(pb::ReplicateRequest, Reply)>,
+) {
+    let mut carry: Option<(pb::ReplicateRequest, Reply)> = None;
+    let mut last_failure: Option<Instant> = None;
+    loop {
+        let first = match carry.take() {
+            Some(item) => item,
+            None => match queue.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
+        if let Some(t) = last_failure
+            && t.elapsed() < RECONNECT_BACKOFF
+        {
+            // The peer failed a moment ago: fail fast rather than pile up behind it.
+            fail(first.1, &format!("node {peer} recently unreachable"));
+            while let Ok((_, reply)) = queue.try_recv() {
+                fail(reply, &format!("node {peer} recently unreachable"));
+            }
+            continue;
+        }
+        let (batches_tx, batches_rx) = mpsc::channel::<pb::ReplicateBatch>(MAX_INFLIGHT_BATCHES);
+        let mut c = client.clone();
+        let mut acks = match c.replicate_stream(ReceiverStream::new(batches_rx)).await {
+            Ok(resp) => resp.into_inner(),
+            Err(status) => {
+                last_failure = Some(Instant::now());
+                tracing::debug!(peer, %status, "cannot open replication stream");
+                fail(first.1, status.message());
+                continue;
+            }
+        };
+        let mut next_id: u64 = 0;
+        let mut inflight: HashMap<u64, Vec<Reply>> = HashMap::new();
+        let mut pending_first = Some(first);
+        let broken: String = loop {
+            // Fill a batch: the carried write, then whatever is queued.
+            if inflight.len() < MAX_INFLIGHT_BATCHES {
+                let item = match pending_first.take() {
+                    Some(item) => Some(item),
+                    None => tokio::select! {
+                        biased;
+                        ack = acks.next() => {
+                            match handle_ack(ack, &mut inflight) {
+                                Ok(()) => continue,
+                                Err(reason) => break reason,
+                            }
+                        }
+                        item = queue.recv() => match item {
+                            Some(item) => Some(item),
+                            None => break "node shutting down".into(),
+                        },
+                    },
+                };
+                if let Some((w, reply)) = item {
+                    let mut bytes = write_bytes(&w);
+                    let mut writes = vec![w];
+                    let mut replies = vec![reply];
+                    while writes.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
+                        match queue.try_recv() {
+                            Ok((w, reply)) => {
+                                bytes += write_bytes(&w);
+                                writes.push(w);
+                                replies.push(reply);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    next_id += 1;
+                    let batch = pb::ReplicateBatch {
+                        batch_id: next_id,
+                        writes,
+                    };
+                    inflight.insert(next_id, replies);
+                    if batches_tx.send(batch).await.is_err() {
+                        break "replication stream closed".into();
+                    }
+                }
+            } else {
+                let ack = acks.next().await;
+                if let Err(reason) = handle_ack(ack, &mut inflight) {
+                    break reason;
+                }
+            }
+        };
+        last_failure = Some(Instant::now());
+        tracing::debug!(peer, reason = %broken, inflight = inflight.len(), "replication stream ended");
+        for (_, replies) in inflight.drain() {
+            for r in replies {
+                fail(r, &broken);
+            }
+        }
+        if queue.is_closed() && queue.is_empty() {
+            return;
+        }
+    }
+}
+
+fn fail(reply: Reply, reason: &str) {
+    let _ = reply.send(Err(ReplicaFailure::Unreachable(reason.to_owned())));
+}
+
+fn handle_ack(
+    ack: Option<Result<pb::ReplicateBatchAck, tonic::Status>>,
+    inflight: &mut HashMap<u64, Vec<Reply>>,
+) -> Result<(), String> {
+    let ack = match ack {
+        Some(Ok(ack)) => ack,
+        Some(Err(status)) => {
+            return Err(format!("replication stream failed: {}", status.message()));
+        }
+        None => return Err("replication stream closed by the peer".into()),
+    };
+    let Some(replies) = inflight.remove(&ack.batch_id) else {
+        return Ok(());
+    };
+    let mut results = ack.results.into_iter();
+    for reply in replies {
+        let outcome = match results.next() {
+            Some(r) if r.success => Ok(()),
+            Some(r) => Err(ReplicaFailure::Refused(r.error)),
+            None => Err(ReplicaFailure::Refused(
+                "ack without a result for this write".into(),
+            )),
+        };
+        let _ = reply.send(outcome);
+    }
+    Ok(())
+}

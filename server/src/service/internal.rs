@@ -1,0 +1,285 @@
+//! The `NodeInternal` service: replication, membership, rebalancing, and the operator and
+//! checker calls (local read, node status). Guarded by the cluster-secret interceptor
+//! (`service::auth`); errors become statuses through `service::status`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::Stream;
+use kvstore_proto::pb;
+use kvstore_proto::pb::node_internal_server::NodeInternal;
+use kvstore_proto::ring::Arc as TokenArc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status::{Op, to_status};
+use crate::cluster::gossip::merge_wire;
+use crate::cluster::members::Member;
+use crate::cluster::rebalance;
+use crate::error::Error;
+use crate::node::shared::Shared;
+use crate::replication::coordinator::to_wire_entry;
+use crate::replication::replica::apply_writes;
+
+/// Batches of one replication stream applied concurrently (their acks may come out of order;
+/// last-write-wins makes the order of application irrelevant).
+pub const STREAM_CONCURRENCY: usize = 32;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The NodeInternal gRPC handlers.
+#[derive(Debug, Clone)]
+pub struct InternalService {
+    shared: Arc<Shared>,
+}
+
+impl InternalService {
+    /// Handlers over the node's shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    to_status(&Error::Membership(e.to_string()), Op::Read)
+}
+
+/// The ring state this node reports (members with their effective states).
+pub fn ring_state(shared: &Shared) -> pb::RingStateResponse {
+    let view = shared.view();
+    pb::RingStateResponse {
+        ring_version: view.ring_version,
+        members: shared.read_members(|t, now| t.to_wire_effective(now)),
+        vnodes: shared.config.vnodes,
+        replication_factor: shared.config.replication_factor as u32,
+        ring_hash: view.placement.fingerprint(),
+    }
+}
+
+#[tonic::async_trait]
+impl NodeInternal for InternalService {
+    async fn replicate(
+        &self,
+        request: Request<pb::ReplicateRequest>,
+    ) -> Result<Response<pb::ReplicateResponse>, Status> {
+        let s = self.shared.clone();
+        let write = request.into_inner();
+        let mut results = tokio::task::spawn_blocking(move || apply_writes(&s, vec![write]))
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(results.pop().unwrap_or_default()))
+    }
+
+    type ReplicateStreamStream = BoxStream<pb::ReplicateBatchAck>;
+
+    async fn replicate_stream(
+        &self,
+        request: Request<Streaming<pb::ReplicateBatch>>,
+    ) -> Result<Response<Self::ReplicateStreamStream>, Status> {
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<pb::ReplicateBatchAck, Status>>(STREAM_CONCURRENCY);
+        let shared = self.shared.clone();
+        let mut stop = shared.stop_signal();
+        tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(STREAM_CONCURRENCY));
+            loop {
+                let batch = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    m = incoming.message() => match m {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(%status, "replication stream from a peer failed");
+                            break;
+                        }
+                    },
+                };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let (s, tx) = (shared.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let id = batch.batch_id;
+                    let results =
+                        tokio::task::spawn_blocking(move || apply_writes(&s, batch.writes))
+                            .await
+                            .map_err(internal);
+                    let ack = results.map(|results| pb::ReplicateBatchAck {
+                        batch_id: id,
+                        results,
+                    });
+                    let _ = tx.send(ack).await;
+                    drop(permit);
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::AddNodeResponse>, Status> {
+        let member = request
+            .into_inner()
+            .member
+            .ok_or_else(|| to_status(&Error::invalid("member", "is required"), Op::Read))?;
+        if Member::from_wire(&member).is_none() {
+            return Err(to_status(
+                &Error::invalid(
+                    "member.state",
+                    format!(
+                        "{} is not an announced state (joining, up, leaving, left)",
+                        member.state
+                    ),
+                ),
+                Op::Read,
+            ));
+        }
+        if merge_wire(&self.shared, std::slice::from_ref(&member)) {
+            tracing::info!(node = member.id, address = %member.address, state = member.state, "member announced");
+        }
+        Ok(Response::new(pb::AddNodeResponse {
+            ring: Some(ring_state(&self.shared)),
+        }))
+    }
+
+    async fn heartbeat(&self, request: Request<pb::Ping>) -> Result<Response<pb::Pong>, Status> {
+        let from = request.into_inner().from;
+        let (incarnation, ring_version) = self.shared.with_members(|t, now| {
+            t.observe_alive(from, now);
+            ((t.me().incarnation, t.ring_version()), false)
+        });
+        Ok(Response::new(pb::Pong {
+            from: self.shared.id(),
+            incarnation,
+            ring_version,
+        }))
+    }
+
+    async fn get_ring_state(
+        &self,
+        _request: Request<pb::RingStateRequest>,
+    ) -> Result<Response<pb::RingStateResponse>, Status> {
+        Ok(Response::new(ring_state(&self.shared)))
+    }
+
+    async fn gossip(
+        &self,
+        request: Request<pb::GossipRequest>,
+    ) -> Result<Response<pb::GossipResponse>, Status> {
+        let req = request.into_inner();
+        merge_wire(&self.shared, &req.members);
+        if req.from != 0 && !req.members.is_empty() {
+            self.shared.with_members(|t, now| {
+                t.observe_alive(req.from, now);
+                ((), false)
+            });
+        }
+        Ok(Response::new(pb::GossipResponse {
+            members: self.shared.read_members(|t, _| t.to_wire()),
+        }))
+    }
+
+    type StreamRangeStream = BoxStream<pb::EntryBatch>;
+
+    async fn stream_range(
+        &self,
+        request: Request<pb::StreamRangeRequest>,
+    ) -> Result<Response<Self::StreamRangeStream>, Status> {
+        let arcs: Vec<TokenArc> = request
+            .into_inner()
+            .ranges
+            .into_iter()
+            .map(|r| TokenArc {
+                start: r.start,
+                end: r.end,
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(4);
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let err_tx = tx.clone();
+            if let Err(e) =
+                rebalance::scan_ranges(&shared, &arcs, |b| tx.blocking_send(Ok(b)).is_ok())
+            {
+                let _ = err_tx.blocking_send(Err(internal(e)));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn leave(
+        &self,
+        request: Request<pb::LeaveRequest>,
+    ) -> Result<Response<pb::LeaveResponse>, Status> {
+        let node = request.into_inner().node_id;
+        if node != self.shared.id() {
+            return Err(to_status(
+                &Error::invalid(
+                    "node_id",
+                    format!(
+                        "{node} is not this node ({}); send Leave to the node itself",
+                        self.shared.id()
+                    ),
+                ),
+                Op::Read,
+            ));
+        }
+        let moved = rebalance::leave(&self.shared)
+            .await
+            .map_err(|e| to_status(&e, Op::Read))?;
+        // Stop once the answer is on its way (the server finishes in-flight calls first).
+        self.shared.request_stop();
+        Ok(Response::new(pb::LeaveResponse { keys_moved: moved }))
+    }
+
+    async fn local_read(
+        &self,
+        request: Request<pb::LocalReadRequest>,
+    ) -> Result<Response<pb::LocalReadResponse>, Status> {
+        let key = request.into_inner().key;
+        let entry = self
+            .shared
+            .engine
+            .get_entry(&key)
+            .map_err(|e| to_status(&Error::Storage(e), Op::Read))?;
+        Ok(Response::new(pb::LocalReadResponse {
+            found: entry.is_some(),
+            entry: entry.as_ref().map(to_wire_entry),
+            node: self.shared.id(),
+        }))
+    }
+
+    async fn node_status(
+        &self,
+        _request: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
+        let s = &self.shared;
+        let ring = ring_state(s);
+        let st = s.engine.stats();
+        Ok(Response::new(pb::NodeStatusResponse {
+            node_id: s.id(),
+            address: s.config.advertise_address.clone(),
+            ring_version: ring.ring_version,
+            ring_hash: ring.ring_hash,
+            members: ring.members,
+            keys: st.keys,
+            hints_pending: s.hints.pending(),
+            read_repairs: s.counters.read_repairs.load(Ordering::Relaxed),
+            hints_replayed: s.counters.hints_replayed.load(Ordering::Relaxed),
+            clock_skew_rejections: s.hlc.skew_rejections(),
+            storage: Some(pb::StorageStats {
+                keys: st.keys,
+                live_bytes: st.live_bytes,
+                dead_bytes: st.dead_bytes,
+                segments: st.segments,
+                records_recovered: st.records_recovered,
+                records_truncated: st.records_truncated,
+                records_skipped: st.records_skipped,
+            }),
+        }))
+    }
+}

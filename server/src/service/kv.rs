@@ -1,0 +1,186 @@
+//! The public `KVStore` service: validates each request, hands it to the coordinator, and
+//! translates the answer. Every refusal names the field and the limit; nothing invalid reaches
+//! the replicas.
+
+use std::sync::Arc;
+
+use kvstore_proto::pb::kv_store_server::KvStore;
+use kvstore_proto::{ConsistencyLevel, Version, pb};
+use tonic::{Request, Response, Status};
+
+use super::status::{Op, to_status};
+use crate::cluster::members::Status as MemberStatus;
+use crate::error::{Error, Result};
+use crate::hlc::physical_ms;
+use crate::node::shared::Shared;
+use crate::replication::coordinator;
+use crate::storage::Entry;
+
+/// The KVStore gRPC handlers.
+#[derive(Debug, Clone)]
+pub struct KvService {
+    shared: Arc<Shared>,
+}
+
+impl KvService {
+    /// Handlers over the node's shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::invalid("key", "must not be empty"));
+        }
+        let max = self.shared.config.max_key_bytes;
+        if key.len() > max {
+            return Err(Error::invalid(
+                "key",
+                format!("is {} bytes, over the limit of {max} bytes", key.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn level(&self, raw: i32, default: ConsistencyLevel) -> Result<ConsistencyLevel> {
+        match ConsistencyLevel::from_wire(raw) {
+            Ok(level) => Ok(level.unwrap_or(default)),
+            Err(n) => Err(Error::invalid(
+                "consistency",
+                format!(
+                    "unknown level {n}: expected ONE (1), QUORUM (2), ALL (3) or 0 for the default"
+                ),
+            )),
+        }
+    }
+
+    fn check_serving(&self) -> Result<()> {
+        match self.shared.view().my_status {
+            MemberStatus::Leaving => Err(Error::NodeLeaving {
+                node: self.shared.id(),
+                state: "leaving",
+            }),
+            MemberStatus::Left => Err(Error::NodeLeaving {
+                node: self.shared.id(),
+                state: "left",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn stamp(&self) -> Result<Version> {
+        Ok(Version::new(self.shared.hlc.now()?, self.shared.id()))
+    }
+
+    async fn put_inner(&self, req: pb::PutRequest) -> Result<pb::PutResponse> {
+        self.check_key(&req.key)?;
+        let max = self.shared.config.max_value_bytes;
+        if req.value.len() > max {
+            return Err(Error::invalid(
+                "value",
+                format!(
+                    "is {} bytes, over the limit of {max} bytes",
+                    req.value.len()
+                ),
+            ));
+        }
+        if req.ttl_ms == Some(0) {
+            return Err(Error::invalid(
+                "ttl_ms",
+                "must be > 0 when set (omit it for no expiry)",
+            ));
+        }
+        let level = self.level(req.consistency, self.shared.config.write_consistency)?;
+        self.check_serving()?;
+        let old = if req.return_old_value {
+            coordinator::read_local(&self.shared, &req.key)?
+                .filter(|e| e.is_live(self.shared.wall_ms()))
+        } else {
+            None
+        };
+        let version = self.stamp()?;
+        let expires_at_ms = match req.ttl_ms {
+            Some(ttl) => physical_ms(version.hlc).saturating_add(ttl),
+            None => 0,
+        };
+        let entry = Entry {
+            value: req.value,
+            version,
+            tombstone: false,
+            expires_at_ms,
+        };
+        coordinator::write(&self.shared, &req.key, entry, level).await?;
+        Ok(pb::PutResponse {
+            had_old_value: old.is_some(),
+            old_value: old.map(|e| e.value).unwrap_or_default(),
+            version: Some(version.into()),
+        })
+    }
+
+    async fn delete_inner(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
+        self.check_key(&req.key)?;
+        let level = self.level(req.consistency, self.shared.config.write_consistency)?;
+        self.check_serving()?;
+        let version = self.stamp()?;
+        coordinator::write(&self.shared, &req.key, Entry::tombstone(version), level).await?;
+        Ok(pb::DeleteResponse {
+            version: Some(version.into()),
+        })
+    }
+
+    async fn get_inner(&self, req: pb::GetRequest) -> Result<pb::GetResponse> {
+        self.check_key(&req.key)?;
+        let level = self.level(req.consistency, self.shared.config.read_consistency)?;
+        self.check_serving()?;
+        let newest = coordinator::read(&self.shared, &req.key, level).await?;
+        let now = self.shared.wall_ms();
+        Ok(match newest {
+            Some(e) if e.is_live(now) => pb::GetResponse {
+                timestamp: e.version.hlc,
+                exists: true,
+                version: Some(e.version.into()),
+                expires_at_ms: e.expires_at_ms,
+                value: e.value,
+            },
+            Some(e) => pb::GetResponse {
+                timestamp: e.version.hlc,
+                version: Some(e.version.into()),
+                ..Default::default()
+            },
+            None => pb::GetResponse::default(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl KvStore for KvService {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        self.get_inner(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e, Op::Read))
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        self.put_inner(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e, Op::Write))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.delete_inner(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e, Op::Write))
+    }
+}

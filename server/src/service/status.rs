@@ -1,0 +1,145 @@
+//! The one place node errors become gRPC statuses.
+//!
+//! | error | code | `kv-outcome` |
+//! |---|---|---|
+//! | invalid argument | INVALID_ARGUMENT (names field and limit) | failed |
+//! | too few live replicas, nothing sent | UNAVAILABLE ("needed W=2 ..., 1 answered") | failed |
+//! | replicas asked, fewer than needed acked, none wrote | UNAVAILABLE | failed |
+//! | some replicas wrote, fewer than W, or the deadline passed | DEADLINE_EXCEEDED | unknown |
+//! | node leaving | UNAVAILABLE (the client goes elsewhere) | failed |
+//! | clock skew refusal | FAILED_PRECONDITION | failed |
+//! | storage or other internal failure | INTERNAL | unknown for writes |
+//!
+//! The `kv-outcome` metadata is what the client uses to tell a definite failure from an
+//! unknown outcome; reads carry `failed` (a read changes nothing).
+
+use tonic::{Code, Status};
+
+use crate::error::Error;
+
+/// Metadata key telling whether a failed write may have been applied.
+pub const OUTCOME_HEADER: &str = "kv-outcome";
+
+/// Whether the request was a write (its outcome may be unknown) or a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Get or a NodeInternal call.
+    Read,
+    /// Put or Delete.
+    Write,
+}
+
+/// Maps `err` to the status the client sees.
+pub fn to_status(err: &Error, op: Op) -> Status {
+    let (code, unknown) = match err {
+        Error::InvalidArgument { .. } | Error::Config(_) => (Code::InvalidArgument, false),
+        Error::Unavailable { .. } | Error::NodeLeaving { .. } => (Code::Unavailable, false),
+        Error::NotEnoughReplicas { .. } if err.outcome_unknown() => (Code::DeadlineExceeded, true),
+        Error::NotEnoughReplicas { .. } => (Code::Unavailable, false),
+        Error::Clock(_) => (Code::FailedPrecondition, false),
+        Error::Peer { .. } => (Code::Unavailable, true),
+        Error::Storage(_) | Error::Membership(_) | Error::Locked { .. } | Error::Io { .. } => {
+            (Code::Internal, true)
+        }
+    };
+    let mut status = Status::new(code, err.to_string());
+    let outcome = if unknown && op == Op::Write {
+        "unknown"
+    } else {
+        "failed"
+    };
+    status
+        .metadata_mut()
+        .insert(OUTCOME_HEADER, outcome.parse().expect("ascii"));
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(s: &Status) -> &str {
+        s.metadata().get(OUTCOME_HEADER).unwrap().to_str().unwrap()
+    }
+
+    #[test]
+    fn mapping_table() {
+        let cases = [
+            (
+                Error::invalid("key", "empty"),
+                Op::Write,
+                Code::InvalidArgument,
+                "failed",
+            ),
+            (
+                Error::Unavailable {
+                    needed: 2,
+                    live: 1,
+                    level: "QUORUM (W=2)".into(),
+                },
+                Op::Write,
+                Code::Unavailable,
+                "failed",
+            ),
+            (
+                Error::NotEnoughReplicas {
+                    needed: 2,
+                    acked: 1,
+                    level: "W".into(),
+                    timed_out: false,
+                },
+                Op::Write,
+                Code::DeadlineExceeded,
+                "unknown",
+            ),
+            (
+                Error::NotEnoughReplicas {
+                    needed: 2,
+                    acked: 0,
+                    level: "W".into(),
+                    timed_out: false,
+                },
+                Op::Write,
+                Code::Unavailable,
+                "failed",
+            ),
+            (
+                Error::NotEnoughReplicas {
+                    needed: 2,
+                    acked: 0,
+                    level: "W".into(),
+                    timed_out: true,
+                },
+                Op::Write,
+                Code::DeadlineExceeded,
+                "unknown",
+            ),
+            (
+                Error::NotEnoughReplicas {
+                    needed: 2,
+                    acked: 1,
+                    level: "R".into(),
+                    timed_out: true,
+                },
+                Op::Read,
+                Code::DeadlineExceeded,
+                "failed",
+            ),
+        ];
+        for (err, op, code, want) in cases {
+            let s = to_status(&err, op);
+            assert_eq!(s.code(), code, "{err}");
+            assert_eq!(outcome(&s), want, "{err}");
+        }
+        let s = to_status(
+            &Error::Unavailable {
+                needed: 2,
+                live: 1,
+                level: "QUORUM (W=2)".into(),
+            },
+            Op::Write,
+        );
+        assert!(s.message().contains("needed 2 replicas"), "{}", s.message());
+        assert!(s.message().contains("1 answered"), "{}", s.message());
+    }
+}
