@@ -105,10 +105,7 @@ fn main() -> ExitCode {
 
 /// Runs a kvstore node in this process.
 fn node_main(args: Vec<OsString>) -> ExitCode {
-    // Until the cluster branch lands its `cli::main`, a node cannot run from this binary.
-    let _ = args;
-    eprintln!("loadgen node: the server library's CLI is not merged yet; use --server-bin");
-    ExitCode::from(2)
+    kvstore_server::cli::main(args)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

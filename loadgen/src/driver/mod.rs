@@ -78,7 +78,7 @@ pub trait Executor: Send + Sync + 'static {
     fn execute(&self, op: &Op) -> impl Future<Output = OpReport> + Send;
 }
 
-/// Sees every operation of the measured phase (history recording).
+/// Sees every operation, warm-up and load phase included (history recording).
 pub trait OpObserver: Send + Sync + 'static {
     /// Called before `op` is sent by client `client`; may rewrite its value (to embed an id).
     /// Returns a token handed back to [`OpObserver::completed`].
@@ -162,10 +162,8 @@ pub async fn drive<E: Executor>(
                         tokio::time::sleep_until(intended.into()).await;
                     }
                     let mut op = generator.next_op();
-                    let token = match (&observer, measured) {
-                        (Some(o), true) => Some(o.prepare(c as u32, &mut op)),
-                        _ => None,
-                    };
+                    // The history sees warm-up operations too: their writes are real.
+                    let token = observer.as_ref().map(|o| o.prepare(c as u32, &mut op));
                     let intended = if schedule.is_open() {
                         intended
                     } else {

@@ -119,7 +119,8 @@ impl Aggregate {
         merge_into(&mut inner.totals, stats, TOTAL_SIGFIG);
     }
 
-    /// Live counters and the p99 of the last complete second before `now`.
+    /// Live counters and the p99 of the last complete second before `now` (the one before it
+    /// when workers have not flushed it yet: they flush on their first answer in a new second).
     pub fn live(&self, now: Instant) -> LiveFigures {
         let second = now.saturating_duration_since(self.origin).as_secs();
         let p99_us = if second == 0 {
@@ -127,12 +128,24 @@ impl Aggregate {
         } else {
             let inner = self.lock();
             let mut h = super::new_histogram(SECOND_SIGFIG);
-            if let Some(slot) = inner.seconds.get(second as usize - 1) {
-                for s in slot.iter().flatten() {
-                    let _ = h.add(&s.latency);
+            for back in 1..=2 {
+                let Some(i) = (second as usize).checked_sub(back) else {
+                    break;
+                };
+                if let Some(slot) = inner.seconds.get(i) {
+                    for s in slot.iter().flatten() {
+                        let _ = h.add(&s.latency);
+                    }
+                }
+                if !h.is_empty() {
+                    break;
                 }
             }
-            h.value_at_quantile(0.99)
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(0.99)
+            }
         };
         LiveFigures {
             ok: self.ok.load(Ordering::Relaxed),

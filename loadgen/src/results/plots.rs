@@ -73,17 +73,19 @@ fn shade_color(a: FaultAction) -> RGBAColor {
 }
 
 fn x_extent(r: &RunResults) -> f64 {
-    (r.measurements
-        .elapsed
-        .as_secs_f64()
-        .max(r.measurements.seconds.len() as f64))
-    .max(1.0)
+    // Whole measured seconds; the partial tail is not plotted.
+    (r.measured_seconds as f64).max(1.0)
 }
 
 fn throughput(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
     let rows = timeseries::rows(&r.measurements);
     let x_end = x_extent(r);
-    let y_max = rows.iter().map(|row| row.ops_per_sec).fold(1.0, f64::max) * 1.15;
+    let y_max = rows
+        .iter()
+        .filter(|row| row.covered_s >= 0.999)
+        .map(|row| row.ops_per_sec)
+        .fold(1.0, f64::max)
+        * 1.15;
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -115,7 +117,8 @@ fn throughput(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
         };
         let pts: Vec<(f64, f64)> = rows
             .iter()
-            .filter(|row| row.op == *op)
+            // The partial last second's rate is noise: leave it out of the plot.
+            .filter(|row| row.op == *op && row.covered_s >= 0.999)
             .map(|row| (row.second as f64 + 0.5, row.ops_per_sec))
             .collect();
         chart

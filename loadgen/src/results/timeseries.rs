@@ -24,6 +24,9 @@ pub struct SeriesRow {
     pub ok: u64,
     /// `ok` per second of the interval covered.
     pub ops_per_sec: f64,
+    /// Seconds of this row's interval inside the measured phase: 1, or less for the partial
+    /// last second (operations that were still answering when the phase ended).
+    pub covered_s: f64,
     /// Median latency, µs (0 when nothing completed).
     pub p50_us: u64,
     /// 99th percentile latency, µs.
@@ -55,6 +58,7 @@ fn row(second: u64, op: &str, s: &OpStats, covered: f64) -> SeriesRow {
         op: op.to_string(),
         ok: s.ok,
         ops_per_sec: s.ok as f64 / covered.max(1e-3),
+        covered_s: covered,
         p50_us: q(&s.latency, 0.5),
         p99_us: q(&s.latency, 0.99),
         max_us: if s.latency.is_empty() {
@@ -76,7 +80,11 @@ pub fn rows(m: &Measurements) -> Vec<SeriesRow> {
     let mut out = Vec::with_capacity(m.seconds.len() * (m.kinds.len() + 1));
     for (s, slot) in m.seconds.iter().enumerate() {
         let covered = (elapsed - s as f64).clamp(0.0, 1.0);
-        let covered = if covered <= 0.0 { 1.0 } else { covered };
+        let covered = if covered <= 0.0 {
+            1.0
+        } else {
+            (covered * 1000.0).round() / 1000.0
+        };
         for k in &m.kinds {
             out.push(row(s as u64, k.name(), &slot[k.index()], covered));
         }
