@@ -174,8 +174,8 @@ fn fault_on_an_existing_cluster_needs_a_command() {
 fn quorum_the_server_cannot_express_is_refused() {
     let text = BASE
         .replace("nodes = 3", "nodes = 5")
-        .replace("replication = 3", "replication = 5")
-        .replace("read_quorum = 2", "read_quorum = 2");
+        .replace("replication = 3", "replication = 5");
+    // R = 2 of N = 5 is neither one (1), quorum (3) nor all (5).
     let (field, why) = refuse(&text);
     assert_eq!(field, "cluster.read_quorum");
     assert!(why.contains("3 (quorum)"), "{why}");
