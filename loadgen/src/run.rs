@@ -148,13 +148,31 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         &endpoints,
         cluster.clone(),
         status.clone(),
-        cancel,
+        cancel.clone(),
     )
     .await;
-    status.finish();
-    // Stop every node now (also on error), before writing plots.
+    // Stop every node now (also on error), before measuring the ceiling again and plotting.
     drop(cluster);
-    let (results, history_result) = outcome?;
+    let (mut results, history_result) = outcome?;
+    if let Some(before) = results.ceiling.clone() {
+        check_cancel(&cancel)?;
+        let r = &scenario.run;
+        let after = measure_ceiling(
+            &opts.exe,
+            r.clients,
+            r.in_flight,
+            r.echo_s,
+            before.payload,
+            cancel.clone(),
+        )
+        .await?;
+        status.println(&format!(
+            "echo ceiling after the run: {:.0} ops/s",
+            after.ops_per_sec
+        ));
+        results.ceiling = Some(before.best(after));
+    }
+    status.finish();
     results::write_all(&dir, &results)?;
     let phases = results::phases::compute(
         &results.measurements,

@@ -61,6 +61,7 @@ impl RunResults {
     /// kvstore ops/s over the echo's, when the echo was measured.
     pub fn efficiency(&self, ops_per_sec: f64) -> Option<f64> {
         self.ceiling
+            .as_ref()
             .filter(|c| c.ops_per_sec > 0.0)
             .map(|c| ops_per_sec / c.ops_per_sec)
     }

@@ -69,7 +69,7 @@ pub fn render(r: &RunResults, phases: &[Phase], dir: Option<&Path>) -> String {
             "[OVERALL], Throughput(ops/sec), {:.1}",
             overall.ops_per_sec
         );
-        match (r.ceiling, overall.efficiency) {
+        match (&r.ceiling, overall.efficiency) {
             (Some(c), Some(e)) => {
                 let _ = writeln!(
                     o,

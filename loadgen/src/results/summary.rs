@@ -92,7 +92,7 @@ impl SummaryRow {
             err_unavailable: s.errors[0],
             err_unknown_outcome: s.errors[1],
             err_other: s.errors[2],
-            echo_ops_per_sec: r.ceiling.map(|c| c.ops_per_sec),
+            echo_ops_per_sec: r.ceiling.as_ref().map(|c| c.ops_per_sec),
             efficiency: r.efficiency(ops_per_sec),
             elapsed_s,
         }
