@@ -29,10 +29,11 @@ fn generate_and_record(c: &mut Criterion) {
         let start = Instant::now();
         let mut rec = Recorder::new(Arc::new(Aggregate::new(start)));
         let mut i = 0u64;
+        let mut op = loadgen::generator::Op::default();
         group.bench_function(format!("{d:?}").to_lowercase(), |b| {
             b.iter(|| {
                 i += 1;
-                let op = g.next_op();
+                g.next_op_into(&mut op);
                 let done = start + Duration::from_micros(200 + (i & 1023));
                 rec.record(op.kind, start, start, done, Ok(()))
             })

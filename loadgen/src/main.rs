@@ -197,9 +197,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let w = loadgen::scenario::WorkloadSpec::default();
             let r = loadgen::selftest::run(&w, Duration::from_secs(seconds.max(1)));
             println!(
-                "loadgen selftest: {} ops in {:.2} s on one core = {:.0} ops/s per core (generate zipfian 50/50 read/update 1 KiB + record latency)",
+                "loadgen selftest (generate zipfian 50/50 read/update 1 KiB + record latency, one thread, no network):\n  {} ops in {:.2} s wall, {:.2} s CPU\n  {:.0} ops/s per core (per CPU second); {:.0} ops/s wall clock",
                 r.ops,
                 r.seconds,
+                r.cpu_seconds,
+                r.ops_per_cpu_sec(),
                 r.ops_per_sec()
             );
             Ok(ExitCode::SUCCESS)

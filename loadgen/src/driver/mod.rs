@@ -146,6 +146,7 @@ pub async fn drive<E: Executor>(
             tasks.spawn(async move {
                 let mut rec = Recorder::new(agg);
                 let mut last = Instant::now();
+                let mut op = Op::default();
                 while !cancel.load(Ordering::Relaxed) {
                     let intended = schedule.next_intended();
                     let measured = intended >= origin;
@@ -161,7 +162,7 @@ pub async fn drive<E: Executor>(
                     if schedule.is_open() {
                         tokio::time::sleep_until(intended.into()).await;
                     }
-                    let mut op = generator.next_op();
+                    generator.next_op_into(&mut op);
                     // The history sees warm-up operations too: their writes are real.
                     let token = observer.as_ref().map(|o| o.prepare(c as u32, &mut op));
                     let intended = if schedule.is_open() {

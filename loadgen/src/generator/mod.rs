@@ -39,6 +39,18 @@ pub enum OpKind {
     ReadModifyWrite,
 }
 
+impl Default for Op {
+    fn default() -> Self {
+        Self {
+            kind: OpKind::Read,
+            index: 0,
+            key: String::new(),
+            value: None,
+            ttl_ms: None,
+        }
+    }
+}
+
 impl OpKind {
     /// Every kind, in report order.
     pub const ALL: [OpKind; 5] = [
@@ -131,9 +143,15 @@ impl KeySpace {
     /// The key of record `index`.
     pub fn key(&self, index: u64) -> String {
         let mut k = String::with_capacity(self.prefix.len() + 20);
+        self.write_key(index, &mut k);
+        k
+    }
+
+    /// Writes the key of record `index` into `k`, reusing its allocation.
+    pub fn write_key(&self, index: u64, k: &mut String) {
+        k.clear();
         k.push_str(&self.prefix);
         k.push_str(itoa(index, &mut [0u8; 20]));
-        k
     }
 }
 
@@ -242,6 +260,29 @@ impl OpGenerator {
             space,
             ttl_share: w.ttl_share,
             ttl_ms: w.ttl_ms,
+        }
+    }
+
+    /// Overwrites `op` with the next operation, reusing its key's allocation (the driver's
+    /// hot path).
+    #[inline]
+    pub fn next_op_into(&mut self, op: &mut Op) {
+        let kind = self.mix.next(&mut self.rng);
+        let index = match kind {
+            OpKind::Insert => self.space.next_insert(),
+            _ => self.keys.next(&mut self.rng, self.space.count()),
+        };
+        op.kind = kind;
+        op.index = index;
+        self.space.write_key(index, &mut op.key);
+        if kind.writes_value() {
+            let len = self.sizes.next(&mut self.rng);
+            op.ttl_ms = (self.ttl_share > 0.0 && self.rng.random::<f64>() < self.ttl_share)
+                .then_some(self.ttl_ms);
+            op.value = Some(self.pool.value(&mut self.rng, len));
+        } else {
+            op.value = None;
+            op.ttl_ms = None;
         }
     }
 

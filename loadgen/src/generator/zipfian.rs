@@ -63,6 +63,9 @@ pub struct Zipfian {
     zetan: f64,
     zeta2: f64,
     eta: f64,
+    /// 1 + 0.5^theta: draws below `head * zetan` are ranks 0 or 1 (precomputed: it is on the
+    /// hot path).
+    head: f64,
 }
 
 impl Zipfian {
@@ -82,6 +85,7 @@ impl Zipfian {
             zetan,
             zeta2,
             eta: 0.0,
+            head: 1.0 + 0.5f64.powf(theta),
         };
         z.eta = z.compute_eta();
         z
@@ -118,7 +122,7 @@ impl Zipfian {
         if uz < 1.0 {
             return 0;
         }
-        if uz < 1.0 + 0.5f64.powf(self.theta) {
+        if uz < self.head {
             return 1;
         }
         let r = (self.items as f64 * (self.eta * u - self.eta + 1.0).powf(self.alpha)) as u64;

@@ -87,13 +87,14 @@ impl Aggregate {
         self.origin
     }
 
-    /// Counts one operation for the live figures.
+    /// Counts operations for the live figures.
     #[inline]
-    pub fn count_live(&self, ok: bool) {
-        if ok {
-            self.ok.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+    pub fn count_live(&self, ok: u64, errors: u64) {
+        if ok > 0 {
+            self.ok.fetch_add(ok, Ordering::Relaxed);
+        }
+        if errors > 0 {
+            self.errors.fetch_add(errors, Ordering::Relaxed);
         }
     }
 

@@ -15,7 +15,13 @@ pub struct Recorder {
     second: u64,
     current: [Option<OpStats>; 5],
     totals: [Option<OpStats>; 5],
+    /// Successes and failures not yet added to the aggregate's live counters (batched: one
+    /// shared atomic per operation would cost more than the recording itself).
+    unpublished: (u64, u64),
 }
+
+/// Operations between two updates of the live counters.
+const PUBLISH_EVERY: u64 = 64;
 
 impl Recorder {
     /// A recorder feeding `agg`, whose measured time starts at the aggregate's origin.
@@ -26,6 +32,7 @@ impl Recorder {
             second: 0,
             current: Default::default(),
             totals: Default::default(),
+            unpublished: (0, 0),
         }
     }
 
@@ -48,6 +55,14 @@ impl Recorder {
             self.flush_second();
             self.second = second;
         }
+        if outcome.is_ok() {
+            self.unpublished.0 += 1;
+        } else {
+            self.unpublished.1 += 1;
+        }
+        if self.unpublished.0 + self.unpublished.1 >= PUBLISH_EVERY {
+            self.publish();
+        }
         let latency = done.saturating_duration_since(intended).as_micros() as u64;
         let service = done.saturating_duration_since(started).as_micros() as u64;
         let i = kind.index();
@@ -57,11 +72,16 @@ impl Recorder {
         self.totals[i]
             .get_or_insert_with(|| OpStats::new(TOTAL_SIGFIG))
             .record(latency, service, outcome);
-        self.agg.count_live(outcome.is_ok());
         true
     }
 
+    fn publish(&mut self) {
+        let (ok, err) = std::mem::take(&mut self.unpublished);
+        self.agg.count_live(ok, err);
+    }
+
     fn flush_second(&mut self) {
+        self.publish();
         if self.current.iter().any(Option::is_some) {
             let current = std::mem::take(&mut self.current);
             self.agg.merge_second(self.second, current);
