@@ -129,8 +129,7 @@ async fn start_echo() -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     // Accepted sockets need TCP_NODELAY set here: `Server::tcp_nodelay` only applies to
     // listeners tonic binds itself. Without it, a lone request waits ~40 ms for a delayed ACK.
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = pb::echo_server::EchoServer::new(EchoService)
         .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
         .max_encoding_message_size(GRPC_MESSAGE_LIMIT);
