@@ -56,7 +56,7 @@ async fn kill_one_node_then_heal_it() {
     let err = put(&mut c1, "all-key", "x", All).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
     assert!(
-        err.message().contains("needed 3 replicas"),
+        err.message().contains("needed W=3 replicas"),
         "{}",
         err.message()
     );

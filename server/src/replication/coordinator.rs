@@ -89,15 +89,19 @@ pub async fn send_to_replica(
     peer.replicate(to_replicate(key, entry)).await
 }
 
-fn hint(shared: &Shared, node: u32, key: &str, entry: &Entry) {
+/// Keeps a hint for `node`, on a blocking thread (the hints engine may fsync). The write it
+/// belongs to does not wait for it: hints speed up convergence, the acknowledged copies are
+/// what make a write durable.
+fn hint(shared: &Arc<Shared>, node: u32, key: &str, entry: &Entry) {
     if shared.config.faults.no_repair {
         return;
     }
-    match shared.hints.add(node, key, entry.clone()) {
+    let (s, key, entry) = (shared.clone(), key.to_owned(), entry.clone());
+    tokio::task::spawn_blocking(move || match s.hints.add(node, &key, entry) {
         Ok(true) => {}
         Ok(false) => {
             // Logged at 1, 2, 4, 8, ... drops: a long outage must not flood the log.
-            let dropped = shared.hints.dropped();
+            let dropped = s.hints.dropped();
             if dropped.is_power_of_two() {
                 tracing::warn!(
                     node,
@@ -107,7 +111,7 @@ fn hint(shared: &Shared, node: u32, key: &str, entry: &Entry) {
             }
         }
         Err(e) => tracing::error!(node, key, error = %e, "cannot store hint"),
-    }
+    });
 }
 
 /// Writes `entry` (already stamped) under `key` to its replicas at `level`.
@@ -120,12 +124,13 @@ pub async fn write(
     let view = shared.view();
     let ws = view.placement.write_set(key);
     let required = level.required(shared.config.replication_factor);
-    let level_name = format!("{level} (W={required})");
+    let level_name = level.to_string();
     if let Err((needed, live)) = quorum::check_live(&ws, required, |n| view.is_live(n)) {
         return Err(Error::Unavailable {
             needed,
             live,
             level: level_name,
+            kind: "W",
         });
     }
     if shared.config.faults.ack_before_write {
@@ -197,12 +202,14 @@ pub async fn write(
             needed: q.needed(),
             acked: q.acked(),
             level: level_name,
+            kind: "W",
             timed_out: false,
         }),
         Progress::Waiting => Err(Error::NotEnoughReplicas {
             needed: q.needed(),
             acked: q.acked(),
             level: level_name,
+            kind: "W",
             timed_out: true,
         }),
     }
@@ -251,7 +258,7 @@ pub async fn read(
     let view = shared.view();
     let replicas = view.placement.read_replicas(key);
     let required = level.required(shared.config.replication_factor);
-    let level_name = format!("{level} (R={required})");
+    let level_name = level.to_string();
     let need = quorum::needed(required, replicas.len());
     // This node first (its answer costs no hop), then the preference order.
     let mut live: Vec<u32> = replicas
@@ -267,6 +274,7 @@ pub async fn read(
             needed: need,
             live: live.len(),
             level: level_name,
+            kind: "R",
         });
     }
     // Ask R replicas; a failed one is replaced by the next live replica, if any.
@@ -317,6 +325,7 @@ pub async fn read(
             needed: need,
             acked: answered,
             level: level_name,
+            kind: "R",
             timed_out: p == Progress::Waiting,
         }),
     }

@@ -7,7 +7,7 @@
 //! | replicas asked, fewer than needed acked, none wrote | UNAVAILABLE | failed |
 //! | some replicas wrote, fewer than W, or the deadline passed | DEADLINE_EXCEEDED | unknown |
 //! | node leaving | UNAVAILABLE (the client goes elsewhere) | failed |
-//! | clock skew refusal | FAILED_PRECONDITION | failed |
+//! | clock skew refusal, leave of a node not up | FAILED_PRECONDITION | failed |
 //! | storage or other internal failure | INTERNAL | unknown for writes |
 //!
 //! The `kv-outcome` metadata is what the client uses to tell a definite failure from an
@@ -36,7 +36,7 @@ pub fn to_status(err: &Error, op: Op) -> Status {
         Error::Unavailable { .. } | Error::NodeLeaving { .. } => (Code::Unavailable, false),
         Error::NotEnoughReplicas { .. } if err.outcome_unknown() => (Code::DeadlineExceeded, true),
         Error::NotEnoughReplicas { .. } => (Code::Unavailable, false),
-        Error::Clock(_) => (Code::FailedPrecondition, false),
+        Error::Clock(_) | Error::Precondition(_) => (Code::FailedPrecondition, false),
         Error::Peer { .. } => (Code::Unavailable, true),
         Error::Storage(_) | Error::Membership(_) | Error::Locked { .. } | Error::Io { .. } => {
             (Code::Internal, true)
@@ -75,7 +75,8 @@ mod tests {
                 Error::Unavailable {
                     needed: 2,
                     live: 1,
-                    level: "QUORUM (W=2)".into(),
+                    level: "QUORUM".into(),
+                    kind: "W",
                 },
                 Op::Write,
                 Code::Unavailable,
@@ -85,7 +86,8 @@ mod tests {
                 Error::NotEnoughReplicas {
                     needed: 2,
                     acked: 1,
-                    level: "W".into(),
+                    level: "QUORUM".into(),
+                    kind: "W",
                     timed_out: false,
                 },
                 Op::Write,
@@ -96,7 +98,8 @@ mod tests {
                 Error::NotEnoughReplicas {
                     needed: 2,
                     acked: 0,
-                    level: "W".into(),
+                    level: "QUORUM".into(),
+                    kind: "W",
                     timed_out: false,
                 },
                 Op::Write,
@@ -107,7 +110,8 @@ mod tests {
                 Error::NotEnoughReplicas {
                     needed: 2,
                     acked: 0,
-                    level: "W".into(),
+                    level: "QUORUM".into(),
+                    kind: "W",
                     timed_out: true,
                 },
                 Op::Write,
@@ -118,7 +122,8 @@ mod tests {
                 Error::NotEnoughReplicas {
                     needed: 2,
                     acked: 1,
-                    level: "R".into(),
+                    level: "QUORUM".into(),
+                    kind: "R",
                     timed_out: true,
                 },
                 Op::Read,
@@ -135,11 +140,16 @@ mod tests {
             &Error::Unavailable {
                 needed: 2,
                 live: 1,
-                level: "QUORUM (W=2)".into(),
+                level: "QUORUM".into(),
+                kind: "W",
             },
             Op::Write,
         );
-        assert!(s.message().contains("needed 2 replicas"), "{}", s.message());
+        assert!(
+            s.message().contains("needed W=2 replicas"),
+            "{}",
+            s.message()
+        );
         assert!(s.message().contains("1 answered"), "{}", s.message());
     }
 }
