@@ -196,11 +196,27 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
                 stale as f64 / gets_ok as f64
             },
             max_clock_offset_ms: cfg.max_clock_offset_ns as f64 / 1e6,
+            quiesce_ms: quiesce_ms(model),
         },
         counts,
         anomalies,
         valid,
     }
+}
+
+/// First final read's start minus the last run operation's completion, in ms.
+fn quiesce_ms(model: &Model) -> Option<f64> {
+    let mut last_op = None::<u64>;
+    let mut first_final = None::<u64>;
+    for op in model.keys.iter().flat_map(|k| &k.ops) {
+        if op.kind == crate::OpKind::FinalRead {
+            first_final = Some(first_final.map_or(op.invoke, |f| f.min(op.invoke)));
+        } else {
+            last_op = Some(last_op.map_or(op.complete, |l| l.max(op.complete)));
+        }
+    }
+    let (last, first) = (last_op?, first_final?);
+    Some(first.saturating_sub(last) as f64 / 1e6)
 }
 
 #[cfg(test)]

@@ -1,0 +1,346 @@
+//! The local launcher: every node its own OS process on a free 127.0.0.1 port with its own
+//! temporary data directory, started either as `loadgen node <flags>` (loadgen re-executing
+//! itself with the server library linked in, so a fresh clone needs no second build) or as a
+//! real `kvstore-server` binary (`--server-bin`).
+//!
+//! Nodes get fixed ports (chosen free at start), so a restarted node comes back on the same
+//! address and data directory, as an operator's would. Node `i` (0-based) has node id `i + 1`.
+//! Every process is killed when the [`LocalCluster`] is dropped; its data directories are
+//! removed with it. Node output goes to `<log_dir>/node-<i>.log`.
+//!
+//! Not here: deciding when to fault (the timeline) or judging the cluster's health beyond
+//! "every node lists every member up".
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kvstore_client::{Client, ClientConfig, pb};
+
+use super::process::ChildProcess;
+use crate::LoadgenError;
+use crate::scenario::{ClusterSpec, NodeState};
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub enum ServerProgram {
+    /// `<loadgen> node <flags>`: loadgen re-executes itself.
+    SelfExec(PathBuf),
+    /// A `kvstore-server` binary.
+    Binary(PathBuf),
+}
+
+impl ServerProgram {
+    fn command(&self, flags: Vec<String>) -> (PathBuf, Vec<String>) {
+        match self {
+            Self::SelfExec(exe) => {
+                let mut args = vec!["node".to_string()];
+                args.extend(flags);
+                (exe.clone(), args)
+            }
+            Self::Binary(bin) => (bin.clone(), flags),
+        }
+    }
+}
+
+/// The server's consistency-level name for `count` out of `n` replicas, if it has one.
+pub fn level_name(count: u32, n: u32) -> Option<&'static str> {
+    if count == n {
+        Some("all")
+    } else if count == n / 2 + 1 {
+        Some("quorum")
+    } else if count == 1 {
+        Some("one")
+    } else {
+        None
+    }
+}
+
+#[derive(Debug)]
+struct Node {
+    addr: String,
+    data_dir: PathBuf,
+    process: Option<ChildProcess>,
+    state: NodeState,
+}
+
+/// A cluster of local node processes.
+#[derive(Debug)]
+pub struct LocalCluster {
+    nodes: Vec<Node>,
+    program: ServerProgram,
+    spec: ClusterSpec,
+    log_dir: PathBuf,
+    // Removed on drop, after the processes (fields drop in order: nodes first).
+    _data: tempfile::TempDir,
+}
+
+fn free_port() -> Result<u16, LoadgenError> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| LoadgenError::Cluster(format!("cannot find a free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| LoadgenError::Cluster(format!("cannot find a free port: {e}")))
+}
+
+impl LocalCluster {
+    /// Starts `spec.nodes` nodes; node 0 first, the others joining through it. Returns once
+    /// every process is spawned; call [`LocalCluster::wait_formed`] before sending load.
+    pub fn start(
+        spec: &ClusterSpec,
+        program: ServerProgram,
+        log_dir: &Path,
+    ) -> Result<Self, LoadgenError> {
+        std::fs::create_dir_all(log_dir).map_err(|e| {
+            LoadgenError::Cluster(format!("cannot create {}: {e}", log_dir.display()))
+        })?;
+        let data = tempfile::Builder::new()
+            .prefix("kvstore-loadgen-")
+            .tempdir()
+            .map_err(|e| LoadgenError::Cluster(format!("cannot create a data directory: {e}")))?;
+        let mut nodes = Vec::new();
+        for i in 0..spec.nodes {
+            let port = free_port()?;
+            nodes.push(Node {
+                addr: format!("127.0.0.1:{port}"),
+                data_dir: data.path().join(format!("node-{i}")),
+                process: None,
+                state: NodeState::Up,
+            });
+        }
+        let mut cluster = Self {
+            nodes,
+            program,
+            spec: spec.clone(),
+            log_dir: log_dir.to_path_buf(),
+            _data: data,
+        };
+        for i in 0..cluster.nodes.len() {
+            // The first node founds the cluster; the others join through it.
+            let join = if i == 0 {
+                Vec::new()
+            } else {
+                vec![cluster.nodes[0].addr.clone()]
+            };
+            cluster.spawn(i, join)?;
+        }
+        Ok(cluster)
+    }
+
+    fn flags(&self, i: usize, join: Vec<String>) -> Vec<String> {
+        let s = &self.spec;
+        let n = &self.nodes[i];
+        let mut f = vec![
+            "--node-id".to_string(),
+            (i + 1).to_string(),
+            "--listen".into(),
+            n.addr.clone(),
+            "--data-dir".into(),
+            n.data_dir.display().to_string(),
+            "--replication-factor".into(),
+            s.replication.to_string(),
+            "--read-quorum".into(),
+            level_name(s.read_quorum, s.replication)
+                .unwrap_or("quorum")
+                .into(),
+            "--write-quorum".into(),
+            level_name(s.write_quorum, s.replication)
+                .unwrap_or("quorum")
+                .into(),
+            "--fsync".into(),
+            s.fsync.clone(),
+        ];
+        for j in join {
+            f.push("--join".into());
+            f.push(j);
+        }
+        f.extend(s.server_args.iter().cloned());
+        f
+    }
+
+    fn spawn(&mut self, i: usize, join: Vec<String>) -> Result<(), LoadgenError> {
+        let flags = self.flags(i, join);
+        let (program, args) = self.program.command(flags);
+        let log = self.log_dir.join(format!("node-{i}.log"));
+        let p = ChildProcess::spawn(&format!("node-{i}"), &program, &args, Some(&log)).map_err(
+            |e| {
+                LoadgenError::Cluster(format!(
+                    "cannot start node {i} ({}): {e}",
+                    program.display()
+                ))
+            },
+        )?;
+        self.nodes[i].process = Some(p);
+        self.nodes[i].state = NodeState::Up;
+        Ok(())
+    }
+
+    /// Every node's address, in index order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Every node's state as loadgen left it.
+    pub fn states(&self) -> Vec<NodeState> {
+        self.nodes.iter().map(|n| n.state).collect()
+    }
+
+    /// The node's log file.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.log_dir.join(format!("node-{i}.log"))
+    }
+
+    fn node(&mut self, i: u32) -> Result<&mut Node, String> {
+        let count = self.nodes.len();
+        self.nodes
+            .get_mut(i as usize)
+            .ok_or_else(|| format!("node {i} does not exist ({count} nodes)"))
+    }
+
+    /// SIGKILL node `i`.
+    pub fn kill(&mut self, i: u32) -> Result<(), String> {
+        let n = self.node(i)?;
+        let mut p = n.process.take().ok_or("node is not running")?;
+        p.kill();
+        n.state = NodeState::Killed;
+        Ok(())
+    }
+
+    /// Starts killed node `i` again, same address and data, joining through the others.
+    pub fn restart(&mut self, i: u32) -> Result<(), String> {
+        if self.node(i)?.process.is_some() {
+            return Err("node is running".into());
+        }
+        let join = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i as usize)
+            .map(|(_, n)| n.addr.clone())
+            .collect();
+        self.spawn(i as usize, join).map_err(|e| e.to_string())
+    }
+
+    /// SIGSTOP node `i`.
+    pub fn pause(&mut self, i: u32) -> Result<(), String> {
+        let n = self.node(i)?;
+        n.process
+            .as_ref()
+            .ok_or("node is not running")?
+            .pause()
+            .map_err(|e| e.to_string())?;
+        n.state = NodeState::Paused;
+        Ok(())
+    }
+
+    /// SIGCONT node `i`.
+    pub fn resume(&mut self, i: u32) -> Result<(), String> {
+        let n = self.node(i)?;
+        n.process
+            .as_ref()
+            .ok_or("node is not running")?
+            .resume()
+            .map_err(|e| e.to_string())?;
+        n.state = NodeState::Up;
+        Ok(())
+    }
+
+    /// Heals every fault: resumes paused nodes and restarts killed ones.
+    pub fn heal(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() as u32 {
+            match self.nodes[i as usize].state {
+                NodeState::Paused => self.resume(i)?,
+                NodeState::Killed => self.restart(i)?,
+                NodeState::Up => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Nodes whose process has exited although loadgen did not kill them.
+    pub fn crashed(&mut self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if n.process.as_mut().is_some_and(|p| p.has_exited()) {
+                out.push(i as u32);
+            }
+        }
+        out
+    }
+}
+
+/// Waits until every node in `endpoints` answers NodeStatus and lists `endpoints.len()`
+/// members, all up (and, when `hints_drained`, reports no pending hints). Gives up after
+/// `timeout`, naming what was still missing.
+pub async fn wait_formed(
+    endpoints: &[String],
+    timeout: Duration,
+    hints_drained: bool,
+) -> Result<(), LoadgenError> {
+    let deadline = Instant::now() + timeout;
+    let config = ClientConfig {
+        request_timeout: Duration::from_secs(2),
+        ..ClientConfig::with_seeds(endpoints.iter().cloned())
+    };
+    let mut last = String::from("no node answered yet");
+    loop {
+        let client = Client::connect(config.clone()).await;
+        if let Ok(client) = client {
+            match check_all(&client, endpoints, hints_drained).await {
+                Ok(()) => return Ok(()),
+                Err(why) => last = why,
+            }
+        } else if let Err(e) = client {
+            last = format!("cannot connect: {e}");
+        }
+        if Instant::now() >= deadline {
+            return Err(LoadgenError::Cluster(format!(
+                "the cluster did not {} within {timeout:?}: {last}",
+                if hints_drained { "quiesce" } else { "form" }
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn check_all(
+    client: &Client,
+    endpoints: &[String],
+    hints_drained: bool,
+) -> Result<(), String> {
+    for addr in endpoints {
+        let st: pb::NodeStatusResponse = client
+            .status(addr)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let up = st
+            .members
+            .iter()
+            .filter(|m| m.state == pb::MemberState::Up as i32)
+            .count();
+        if up < endpoints.len() {
+            return Err(format!(
+                "{addr} sees {up} of {} members up",
+                endpoints.len()
+            ));
+        }
+        if hints_drained && st.hints_pending > 0 {
+            return Err(format!("{addr} still holds {} hints", st.hints_pending));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_counts_map_to_levels() {
+        assert_eq!(level_name(2, 3), Some("quorum"));
+        assert_eq!(level_name(1, 3), Some("one"));
+        assert_eq!(level_name(3, 3), Some("all"));
+        assert_eq!(level_name(1, 1), Some("all"));
+        assert_eq!(level_name(2, 5), None);
+    }
+}

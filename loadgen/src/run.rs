@@ -1,0 +1,421 @@
+//! One scenario run from start to finish: resolve the scenario, measure the echo ceiling,
+//! launch (or address) the cluster and wait for the ring, load the records, drive the workload
+//! with the fault timeline and the status line beside it, optionally quiesce and append the
+//! history's final reads, then write every results file and print the report.
+//!
+//! Every process started is owned by a value that kills it on drop, so an error or Ctrl-C at
+//! any step leaves nothing running.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::LoadgenError;
+use crate::cluster::faults::{FaultLog, FaultTarget, run_timeline};
+use crate::cluster::launcher::{LocalCluster, ServerProgram, wait_formed};
+use crate::driver::kv::KvExecutor;
+use crate::driver::{DriveSpec, OpObserver, Stop, drive, load, reported_kinds};
+use crate::echo::{Ceiling, measure_ceiling};
+use crate::generator::{KeySpace, OpGenerator, ValuePool};
+use crate::history::{HistoryRecorder, final_reads};
+use crate::measure::Aggregate;
+use crate::results::{self, RunResults};
+use crate::scenario::Scenario;
+use crate::status::{StatusLine, run_status};
+
+/// How long the cluster may take to form (first start) or to quiesce (history).
+const FORM_TIMEOUT: Duration = Duration::from_secs(60);
+const QUIESCE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What a run needs besides the scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// Results root (`results/`).
+    pub results_root: PathBuf,
+    /// The loadgen executable (for `loadgen echo-server` and `loadgen node`).
+    pub exe: PathBuf,
+    /// A `kvstore-server` binary to use instead of `loadgen node`.
+    pub server_bin: Option<PathBuf>,
+    /// Overrides the scenario's seed.
+    pub seed: Option<u64>,
+    /// No status line.
+    pub quiet: bool,
+}
+
+/// What a finished run left.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// The results written there.
+    pub results: RunResults,
+    /// The report printed.
+    pub report: String,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Runs the scenario; `cancel` is set by Ctrl-C.
+pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcome, LoadgenError> {
+    let mut scenario = Scenario::load(&opts.scenario)?;
+    if let Some(seed) = opts.seed {
+        scenario.run.seed = Some(seed);
+    }
+    let fallback_seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let scenario = scenario.resolve(fallback_seed, &opts.scenario)?;
+    let seed = scenario.run.seed.unwrap_or(fallback_seed);
+    let dir = results::create_run_dir(
+        &opts.results_root,
+        &scenario.name,
+        &results::utc_stamp(now_unix()),
+    )?;
+    std::fs::write(dir.join("scenario.toml"), scenario.to_toml())
+        .map_err(|e| LoadgenError::results(dir.join("scenario.toml"), e))?;
+    let status = Arc::new(StatusLine::new(opts.quiet));
+    status.println(&format!(
+        "loadgen: {} (seed {seed}) -> {}",
+        scenario.name,
+        dir.display()
+    ));
+
+    // 1. The ceiling, before any node runs.
+    let ceiling = if scenario.run.echo_s > 0 {
+        status.println(&format!(
+            "echo ceiling: {} s at {} clients x {} in flight",
+            scenario.run.echo_s, scenario.run.clients, scenario.run.in_flight
+        ));
+        let payload = scenario.workload.value_size.mean().round().max(1.0) as usize;
+        let c = measure_ceiling(
+            &opts.exe,
+            scenario.run.clients,
+            scenario.run.in_flight,
+            scenario.run.echo_s,
+            payload,
+            cancel.clone(),
+        )
+        .await?;
+        status.println(&format!(
+            "echo ceiling: {:.0} ops/s (p50 {} us, p99 {} us, payload {} B)",
+            c.ops_per_sec, c.p50_us, c.p99_us, c.payload
+        ));
+        Some(c)
+    } else {
+        None
+    };
+    check_cancel(&cancel)?;
+
+    // 2. The cluster.
+    let (cluster, endpoints) = if scenario.cluster.is_local() {
+        let program = match &opts.server_bin {
+            Some(bin) => ServerProgram::Binary(bin.clone()),
+            None => ServerProgram::SelfExec(opts.exe.clone()),
+        };
+        let c = LocalCluster::start(&scenario.cluster, program, &dir.join("nodes"))?;
+        let endpoints = c.endpoints();
+        status.println(&format!(
+            "cluster: {} nodes at {}",
+            endpoints.len(),
+            endpoints.join(" ")
+        ));
+        (Some(Arc::new(Mutex::new(c))), endpoints)
+    } else {
+        (None, scenario.cluster.endpoints.clone())
+    };
+    let formed = tokio::select! {
+        r = wait_formed(&endpoints, FORM_TIMEOUT, false) => r,
+        _ = wait_cancel(&cancel) => Err(LoadgenError::Interrupted),
+    };
+    if let Err(e) = formed {
+        return Err(with_logs(e, cluster.as_ref()));
+    }
+    status.println("cluster: ring formed, every member up");
+    let outcome = drive_and_report(
+        &scenario,
+        seed,
+        &dir,
+        ceiling,
+        &endpoints,
+        cluster.clone(),
+        status.clone(),
+        cancel.clone(),
+    )
+    .await;
+    // Stop every node now (also on error), before measuring the ceiling again and plotting.
+    drop(cluster);
+    let (mut results, history_result) = outcome?;
+    if let Some(before) = results.ceiling.clone() {
+        check_cancel(&cancel)?;
+        let r = &scenario.run;
+        let after = measure_ceiling(
+            &opts.exe,
+            r.clients,
+            r.in_flight,
+            r.echo_s,
+            before.payload,
+            cancel.clone(),
+        )
+        .await?;
+        status.println(&format!(
+            "echo ceiling after the run: {:.0} ops/s",
+            after.ops_per_sec
+        ));
+        results.ceiling = Some(before.best(after));
+    }
+    status.finish();
+    results::write_all(&dir, &results)?;
+    let phases = results::phases::compute(
+        &results.measurements,
+        &results.faults,
+        results.measured_seconds,
+    );
+    let report = results::report::render(&results, &phases, Some(&dir));
+    history_result?;
+    Ok(RunOutcome {
+        dir,
+        results,
+        report,
+    })
+}
+
+fn check_cancel(cancel: &AtomicBool) -> Result<(), LoadgenError> {
+    if cancel.load(Ordering::Relaxed) {
+        Err(LoadgenError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+async fn wait_cancel(cancel: &AtomicBool) {
+    while !cancel.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Adds the tail of the first node log to a cluster error, so a node that would not start says
+/// why.
+fn with_logs(e: LoadgenError, cluster: Option<&Arc<Mutex<LocalCluster>>>) -> LoadgenError {
+    let Some(c) = cluster else { return e };
+    let c = c.lock().unwrap_or_else(|p| p.into_inner());
+    let log = c.log_path(0);
+    let tail = std::fs::read_to_string(&log)
+        .map(|t| {
+            t.lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    match e {
+        LoadgenError::Cluster(m) if !tail.is_empty() => LoadgenError::Cluster(format!(
+            "{m}\n--- {} (last lines) ---\n{tail}",
+            log.display()
+        )),
+        other => other,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive_and_report(
+    scenario: &Scenario,
+    seed: u64,
+    dir: &Path,
+    ceiling: Option<Ceiling>,
+    endpoints: &[String],
+    cluster: Option<Arc<Mutex<LocalCluster>>>,
+    status: Arc<StatusLine>,
+    cancel: Arc<AtomicBool>,
+) -> Result<(RunResults, Result<(), LoadgenError>), LoadgenError> {
+    let run = &scenario.run;
+    let w = &scenario.workload;
+    let timeout = Duration::from_millis(run.request_timeout_ms);
+    let mut executors = Vec::with_capacity(run.clients as usize);
+    for _ in 0..run.clients {
+        let e = KvExecutor::connect(endpoints, timeout)
+            .await
+            .map_err(|e| LoadgenError::Cluster(format!("client cannot connect: {e}")))?;
+        executors.push(Arc::new(e));
+    }
+    let pool = ValuePool::new(w.value_size.max() as usize, seed);
+    let space = Arc::new(KeySpace::new(w.record_count, &w.key_prefix));
+    let make_gen = |worker: u64| OpGenerator::new(w, seed, worker, pool.clone(), space.clone());
+    let history = if run.record_history {
+        Some(Arc::new(HistoryRecorder::create(
+            &dir.join("history.csv"),
+            Instant::now(),
+        )?))
+    } else {
+        None
+    };
+    let observer = history.clone().map(|h| h as Arc<dyn OpObserver>);
+
+    // 3. Load phase.
+    let progress = Arc::new(AtomicU64::new(0));
+    let load_start = Instant::now();
+    let load_concurrency = run.in_flight.clamp(8, 64);
+    {
+        let (p, s, total, done) = (
+            progress.clone(),
+            status.clone(),
+            w.record_count,
+            Arc::new(AtomicBool::new(false)),
+        );
+        let d2 = done.clone();
+        let ticker = tokio::spawn(async move {
+            while !d2.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                s.show(&format!(
+                    "[load] {} / {total} records",
+                    p.load(Ordering::Relaxed)
+                ));
+            }
+        });
+        let r = load(
+            &executors,
+            &make_gen,
+            w.record_count,
+            load_concurrency,
+            progress.clone(),
+            observer.clone(),
+            cancel.clone(),
+        )
+        .await;
+        done.store(true, Ordering::Relaxed);
+        let _ = ticker.await;
+        r?;
+    }
+    let load_secs = load_start.elapsed().as_secs_f64();
+    status.println(&format!(
+        "load: {} records in {load_secs:.1} s",
+        w.record_count
+    ));
+
+    // 4. The run, with faults and status beside it.
+    let warmup = Duration::from_secs(run.warmup_s);
+    let origin = Instant::now() + warmup;
+    let agg = Arc::new(Aggregate::new(origin));
+    let fault_log = Arc::new(FaultLog::new(endpoints.len()));
+    let target = match &cluster {
+        Some(c) => FaultTarget::Local(c.clone()),
+        None => FaultTarget::Commands {
+            commands: scenario.cluster.fault_commands.clone(),
+            endpoints: endpoints.to_vec(),
+        },
+    };
+    let timeline_cancel = Arc::new(AtomicBool::new(false));
+    let timeline = tokio::spawn(run_timeline(
+        scenario.faults.clone(),
+        target,
+        origin,
+        fault_log.clone(),
+        timeline_cancel.clone(),
+    ));
+    let status_done = Arc::new(AtomicBool::new(false));
+    let status_task = tokio::spawn(run_status(
+        status.clone(),
+        agg.clone(),
+        fault_log.clone(),
+        run.duration_s.map(Duration::from_secs),
+        status_done.clone(),
+    ));
+    let spec = DriveSpec {
+        clients: run.clients,
+        in_flight: run.in_flight,
+        warmup,
+        stop: match (run.duration_s, run.operations) {
+            (_, Some(n)) => Stop::Operations(n),
+            (Some(d), None) => Stop::After(Duration::from_secs(d)),
+            (None, None) => Stop::After(Duration::from_secs(10)),
+        },
+        target_rate: run.target_rate,
+    };
+    let end = drive(
+        &executors,
+        &make_gen,
+        &spec,
+        agg.clone(),
+        observer.clone(),
+        cancel.clone(),
+    )
+    .await;
+    timeline_cancel.store(true, Ordering::Relaxed);
+    let _ = timeline.await;
+    status_done.store(true, Ordering::Relaxed);
+    let _ = status_task.await;
+    check_cancel(&cancel)?;
+    let measurements = agg.finish(end, reported_kinds(w));
+    let measured_seconds = match run.duration_s {
+        Some(d) if run.operations.is_none() => d,
+        _ => measurements.elapsed.as_secs(),
+    };
+    let results = RunResults {
+        scenario: scenario.clone(),
+        ceiling,
+        measurements,
+        faults: fault_log.events(),
+        measured_seconds,
+        load: Some((w.record_count, load_secs)),
+    };
+
+    // 5. History: quiesce, then final reads of every key the run touched.
+    let history_result = match history {
+        Some(h) => {
+            finish_history(
+                &h,
+                &executors[0],
+                endpoints,
+                cluster.as_ref(),
+                space.count(),
+                w,
+                &status,
+                &cancel,
+            )
+            .await
+        }
+        None => Ok(()),
+    };
+    Ok((results, history_result))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish_history(
+    h: &HistoryRecorder,
+    exec: &KvExecutor,
+    endpoints: &[String],
+    cluster: Option<&Arc<Mutex<LocalCluster>>>,
+    keys: u64,
+    w: &crate::scenario::WorkloadSpec,
+    status: &StatusLine,
+    cancel: &AtomicBool,
+) -> Result<(), LoadgenError> {
+    if let Some(c) = cluster {
+        c.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .heal()
+            .map_err(|e| LoadgenError::History(format!("cannot heal the cluster: {e}")))?;
+    }
+    status.println(
+        "history: quiescing (faults healed, waiting for every member up and hints drained)",
+    );
+    wait_formed(endpoints, QUIESCE_TIMEOUT, true).await?;
+    check_cancel(cancel)?;
+    status.println(&format!("history: final reads of {keys} keys"));
+    let space = KeySpace::new(keys, &w.key_prefix);
+    let progress = AtomicU64::new(0);
+    final_reads(h, exec.client(), (0..keys).map(|i| space.key(i)), &progress).await?;
+    h.finish()
+}

@@ -1,0 +1,489 @@
+//! Scenarios: what one loadgen run does, read from a TOML file.
+//!
+//! A scenario names the cluster (`[cluster]`: a local cluster loadgen launches, or the
+//! `endpoints` of an existing one), the workload (`[workload]`: operation mix, key count and
+//! distribution, value sizes, TTL share), how the load is applied (`[run]`: clients, requests in
+//! flight, duration or operation count, warm-up, open-loop target rate, seed) and a fault
+//! timeline (`[[fault]]`). The schema with every field, unit and default is documented in
+//! `scenarios/README.md`; this module is its single source of truth.
+//!
+//! Parsing is strict (`deny_unknown_fields`), and [`Scenario::load`] validates everything before
+//! anything starts: an error names the file, the field and why ([`crate::LoadgenError::Scenario`]).
+//! [`Scenario::resolve`] fills what the file may leave open (the seed, random fault targets) so
+//! that the resolved scenario, written next to the results, reproduces the run.
+//!
+//! This module does not run anything and does no I/O besides reading the file.
+
+mod validate;
+mod value_size;
+
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+use serde::{Deserialize, Serialize};
+
+use crate::LoadgenError;
+
+pub use value_size::ValueSize;
+
+/// One run's complete description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name used for the results directory; defaults to the file's stem.
+    #[serde(default)]
+    pub name: String,
+    /// Free text shown in the results and on stdout.
+    #[serde(default)]
+    pub description: String,
+    /// The cluster under test.
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    /// What operations are sent.
+    #[serde(default)]
+    pub workload: WorkloadSpec,
+    /// How they are sent.
+    #[serde(default)]
+    pub run: RunSpec,
+    /// The fault timeline, in any order (sorted by time when resolved).
+    #[serde(default, rename = "fault", skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSpec>,
+}
+
+/// The cluster under test: launched locally, or existing `endpoints`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSpec {
+    /// Nodes loadgen launches (1..=16). Ignored when `endpoints` is set.
+    pub nodes: u32,
+    /// Replication factor N (1..=nodes).
+    pub replication: u32,
+    /// Read quorum R (1..=N).
+    pub read_quorum: u32,
+    /// Write quorum W (1..=N).
+    pub write_quorum: u32,
+    /// Storage fsync policy passed to every node: `always`, `never` or `interval=<ms>`.
+    pub fsync: String,
+    /// Addresses (`host:port`) of an existing cluster; when set, nothing is launched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// Extra flags appended to every launched node's command line.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_args: Vec<String>,
+    /// Shell commands that inject faults into an existing cluster (`endpoints`). `{node}` is
+    /// replaced by the node index, `{addr}` by its endpoint.
+    #[serde(skip_serializing_if = "FaultCommands::is_empty")]
+    pub fault_commands: FaultCommands,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            replication: 3,
+            read_quorum: 2,
+            write_quorum: 2,
+            fsync: "never".into(),
+            endpoints: Vec::new(),
+            server_args: Vec::new(),
+            fault_commands: FaultCommands::default(),
+        }
+    }
+}
+
+impl ClusterSpec {
+    /// True when loadgen launches the cluster itself.
+    pub fn is_local(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// How many nodes the run addresses (launched or listed).
+    pub fn node_count(&self) -> u32 {
+        if self.is_local() {
+            self.nodes
+        } else {
+            self.endpoints.len() as u32
+        }
+    }
+}
+
+/// Shell commands for faults on a cluster loadgen did not launch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultCommands {
+    /// Kills node `{node}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill: Option<String>,
+    /// Restarts node `{node}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    /// Pauses node `{node}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<String>,
+    /// Resumes node `{node}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+}
+
+impl FaultCommands {
+    fn is_empty(&self) -> bool {
+        self.kill.is_none()
+            && self.restart.is_none()
+            && self.pause.is_none()
+            && self.resume.is_none()
+    }
+
+    /// The command configured for `action`, if any.
+    pub fn for_action(&self, action: FaultAction) -> Option<&str> {
+        match action {
+            FaultAction::Kill => self.kill.as_deref(),
+            FaultAction::Restart => self.restart.as_deref(),
+            FaultAction::Pause => self.pause.as_deref(),
+            FaultAction::Resume => self.resume.as_deref(),
+        }
+    }
+}
+
+/// Key distributions, as in YCSB's core workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distribution {
+    /// Every record equally likely.
+    Uniform,
+    /// YCSB's ScrambledZipfian: Zipf's law with parameter `zipfian_theta`, hot keys scattered
+    /// over the key space (and so over the ring).
+    Zipfian,
+    /// YCSB's SkewedLatest: the most recently inserted records are the hottest.
+    Latest,
+    /// `hotspot_op_fraction` of operations go to the first `hotspot_data_fraction` of records.
+    Hotspot,
+}
+
+/// What operations are sent, on which keys, with which values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadSpec {
+    /// Records inserted by the load phase before the run (1..=100,000,000), keys
+    /// `<key_prefix><index>`.
+    pub record_count: u64,
+    /// Share of reads (0..=1). The five shares must add up to 1.
+    pub read: f64,
+    /// Share of updates (put on an existing record).
+    pub update: f64,
+    /// Share of inserts (put on a new record, appended to the key space).
+    pub insert: f64,
+    /// Share of deletes.
+    pub delete: f64,
+    /// Share of read-modify-writes (a read, then an update of the same key; YCSB F).
+    pub read_modify_write: f64,
+    /// Key distribution.
+    pub distribution: Distribution,
+    /// Zipfian skew theta, in (0, 1); YCSB's default 0.99.
+    pub zipfian_theta: f64,
+    /// Hotspot: share of the records that are hot, in (0, 1].
+    pub hotspot_data_fraction: f64,
+    /// Hotspot: share of operations sent to the hot records, in [0, 1].
+    pub hotspot_op_fraction: f64,
+    /// Value size in bytes: fixed, `{ min, max }` uniform, or `{ weighted = [[size, weight], ...] }`.
+    pub value_size: ValueSize,
+    /// Share of writes sent with a TTL (0..=1).
+    pub ttl_share: f64,
+    /// The TTL given to those writes, in milliseconds (> 0).
+    pub ttl_ms: u64,
+    /// Prefix of every key.
+    pub key_prefix: String,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        Self {
+            record_count: 10_000,
+            read: 0.5,
+            update: 0.5,
+            insert: 0.0,
+            delete: 0.0,
+            read_modify_write: 0.0,
+            distribution: Distribution::Zipfian,
+            zipfian_theta: 0.99,
+            hotspot_data_fraction: 0.2,
+            hotspot_op_fraction: 0.8,
+            value_size: ValueSize::Fixed(1024),
+            ttl_share: 0.0,
+            ttl_ms: 60_000,
+            key_prefix: "user".into(),
+        }
+    }
+}
+
+/// How the load is applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSpec {
+    /// Independent clients, each a `Client` with its own connections (1..=1024).
+    pub clients: u32,
+    /// Requests each client keeps in flight (1..=1024).
+    pub in_flight: u32,
+    /// Measured duration in seconds, warm-up excluded (1..=3600). Exactly one of
+    /// `duration_s` and `operations` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+    /// Measured operation count, warm-up excluded (1..=1,000,000,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operations: Option<u64>,
+    /// Seconds of load before measuring starts; its operations are not reported (0..=600).
+    pub warmup_s: u64,
+    /// Open loop: total operations per second, spread evenly over the clients. Latency is then
+    /// measured from each operation's intended start (coordinated-omission correction); service
+    /// time is reported beside it. Unset: closed loop, as fast as the cluster answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_rate: Option<f64>,
+    /// Seed for every random choice; drawn from the clock when unset and written to the
+    /// resolved scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Seconds spent measuring the gRPC echo ceiling before the run (0 disables it and the
+    /// efficiency figure; at most 60).
+    pub echo_s: u64,
+    /// Per-request deadline given to the client, in milliseconds (> 0).
+    pub request_timeout_ms: u64,
+    /// Record every operation to `history.csv` for the checker, then quiesce and append final
+    /// reads from every replica.
+    pub record_history: bool,
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        Self {
+            clients: 1,
+            in_flight: 1,
+            duration_s: None,
+            operations: None,
+            warmup_s: 0,
+            target_rate: None,
+            seed: None,
+            echo_s: 3,
+            request_timeout_ms: 5_000,
+            record_history: false,
+        }
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultAction {
+    /// SIGKILL the node's process.
+    Kill,
+    /// Start a killed node again on the same address and data directory.
+    Restart,
+    /// SIGSTOP the node's process.
+    Pause,
+    /// SIGCONT a paused node.
+    Resume,
+}
+
+impl FaultAction {
+    /// The lowercase name used in files and on screen.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Restart => "restart",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+        }
+    }
+}
+
+/// Which node a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NodeSelector {
+    /// Node index (0-based, in launch or `endpoints` order).
+    Index(u32),
+    /// `"random"`: a seeded random node among those the action applies to (an up node for
+    /// kill and pause, a killed one for restart, a paused one for resume).
+    Named(NodeKeyword),
+}
+
+/// Keyword node selectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKeyword {
+    /// A seeded random eligible node.
+    Random,
+}
+
+/// One fault at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Seconds after measuring starts (warm-up excluded); fractions allowed.
+    pub at_s: f64,
+    /// What to do.
+    pub action: FaultAction,
+    /// On which node.
+    pub node: NodeSelector,
+}
+
+impl FaultSpec {
+    /// The node index once resolved.
+    pub fn node_index(&self) -> Option<u32> {
+        match self.node {
+            NodeSelector::Index(i) => Some(i),
+            NodeSelector::Named(_) => None,
+        }
+    }
+}
+
+impl Scenario {
+    /// Reads, parses and validates the scenario at `path`.
+    pub fn load(path: &Path) -> Result<Self, LoadgenError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LoadgenError::Scenario {
+            file: path.to_path_buf(),
+            field: "(file)".into(),
+            why: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text`; `path` names the file in errors and gives the default name.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, LoadgenError> {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let (line, field) = locate(text, e.span());
+            LoadgenError::Scenario {
+                file: path.to_path_buf(),
+                field,
+                why: format!("{} (line {line})", e.message().trim()),
+            }
+        })?;
+        if scenario.name.is_empty() {
+            scenario.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into());
+        }
+        validate::validate(&scenario).map_err(|(field, why)| LoadgenError::Scenario {
+            file: path.to_path_buf(),
+            field,
+            why,
+        })?;
+        Ok(scenario)
+    }
+
+    /// Fills the seed (from `fallback_seed` when the file has none) and the random fault
+    /// targets, and sorts the timeline, so the result reproduces the run exactly. The resolved
+    /// timeline is validated again (a random pick may clash with a later explicit index);
+    /// `path` names the file in that error.
+    pub fn resolve(mut self, fallback_seed: u64, path: &Path) -> Result<Self, LoadgenError> {
+        let seed = *self.run.seed.get_or_insert(fallback_seed);
+        self.faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0xfa17_fa17_fa17_fa17);
+        let mut states = vec![NodeState::Up; self.cluster.node_count() as usize];
+        for fault in &mut self.faults {
+            if let NodeSelector::Named(NodeKeyword::Random) = fault.node {
+                let eligible: Vec<u32> = (0..states.len() as u32)
+                    .filter(|&i| states[i as usize] == NodeState::eligible_for(fault.action))
+                    .collect();
+                // Validation guarantees an eligible node exists.
+                let pick = eligible[rng.random_range(0..eligible.len())];
+                fault.node = NodeSelector::Index(pick);
+            }
+            if let Some(i) = fault.node_index() {
+                states[i as usize] = NodeState::after(fault.action);
+            }
+        }
+        validate::validate(&self).map_err(|(field, why)| LoadgenError::Scenario {
+            file: path.to_path_buf(),
+            field,
+            why: format!("{why} (after resolving random fault targets with seed {seed})"),
+        })?;
+        Ok(self)
+    }
+
+    /// Seconds the measured phase lasts, when set by duration.
+    pub fn duration_s(&self) -> Option<u64> {
+        self.run.duration_s
+    }
+
+    /// Total concurrency: clients times in-flight requests.
+    pub fn concurrency(&self) -> u32 {
+        self.run.clients * self.run.in_flight
+    }
+
+    /// The scenario as TOML, for `scenario.toml` in the results.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialize: {e}\n"))
+    }
+}
+
+/// A node's state along the fault timeline, as validation and resolution track it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Serving.
+    Up,
+    /// Killed, not restarted yet.
+    Killed,
+    /// Paused, not resumed yet.
+    Paused,
+}
+
+impl NodeState {
+    /// The state a node must be in for `action` to apply.
+    pub fn eligible_for(action: FaultAction) -> Self {
+        match action {
+            FaultAction::Kill | FaultAction::Pause => Self::Up,
+            FaultAction::Restart => Self::Killed,
+            FaultAction::Resume => Self::Paused,
+        }
+    }
+
+    /// The state after `action`.
+    pub fn after(action: FaultAction) -> Self {
+        match action {
+            FaultAction::Kill => Self::Killed,
+            FaultAction::Pause => Self::Paused,
+            FaultAction::Restart | FaultAction::Resume => Self::Up,
+        }
+    }
+
+    /// Short name for status lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Killed => "KILLED",
+            Self::Paused => "PAUSED",
+        }
+    }
+}
+
+/// The 1-based line of a parse error and the dotted key path at that point (best effort: the
+/// innermost `[table]` header above the error plus the key on the error's line).
+fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
+    let Some(span) = span else {
+        return (0, "(document)".into());
+    };
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let mut table = String::new();
+    for l in text[..start].lines() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+    }
+    let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let key = line_text.split('=').next().unwrap_or("").trim();
+    let field = match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
+        (true, true) => "(document)".to_string(),
+        (true, false) => key.to_string(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    };
+    (line, field)
+}
+
+/// Where a scenario's run directory goes: `<results_root>/<name>/<UTC time>`.
+pub fn run_dir(results_root: &Path, scenario: &Scenario, utc_stamp: &str) -> PathBuf {
+    results_root.join(&scenario.name).join(utc_stamp)
+}

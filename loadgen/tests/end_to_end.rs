@@ -1,0 +1,209 @@
+//! A short real run: `loadgen run` starts three node processes (`loadgen node`), measures the
+//! echo ceiling, loads, drives, pauses and resumes a node, and writes its results. Checks that
+//! every file is there and that the counts agree: the time series sums to the summary, per
+//! type and per error kind, and the overall row is the sum of the types.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use loadgen::results::{summary, timeseries};
+
+const SCENARIO: &str = r#"
+description = "end-to-end test"
+
+[cluster]
+nodes = 3
+replication = 3
+read_quorum = 2
+write_quorum = 2
+fsync = "never"
+
+[workload]
+record_count = 200
+read = 0.6
+update = 0.3
+delete = 0.1
+distribution = "zipfian"
+value_size = { min = 100, max = 2000 }
+
+[run]
+clients = 2
+in_flight = 2
+duration_s = 5
+warmup_s = 1
+echo_s = 1
+seed = 7
+request_timeout_ms = 3000
+
+[[fault]]
+at_s = 1.5
+action = "pause"
+node = 2
+
+[[fault]]
+at_s = 3
+action = "resume"
+node = 2
+"#;
+
+fn run(dir: &Path, scenario: &str, name: &str) -> PathBuf {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, scenario).unwrap();
+    let results = dir.join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--quiet", "--results"])
+        .arg(&results)
+        .arg(&file)
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "loadgen failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[OVERALL], Throughput(ops/sec)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[FAULT], pause node 2"), "{stdout}");
+    let runs: Vec<PathBuf> = std::fs::read_dir(results.join(name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    runs[0].clone()
+}
+
+#[test]
+fn a_short_run_writes_every_file_and_the_counts_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run(tmp.path(), SCENARIO, "e2e");
+    for f in [
+        "scenario.toml",
+        "summary.csv",
+        "timeseries.csv",
+        "latency.hlog",
+        "service.hlog",
+        "phases.csv",
+        "faults.csv",
+        "throughput.png",
+        "latency.png",
+        "percentiles.png",
+        "nodes/node-0.log",
+    ] {
+        let p = dir.join(f);
+        let len = std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .len();
+        assert!(len > 0, "{f} is empty");
+    }
+    for png in ["throughput.png", "latency.png", "percentiles.png"] {
+        let bytes = std::fs::read(dir.join(png)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png} is not a PNG");
+    }
+    let resolved = std::fs::read_to_string(dir.join("scenario.toml")).unwrap();
+    assert!(resolved.contains("seed = 7"), "{resolved}");
+
+    let sum = summary::read(&dir.join("summary.csv")).unwrap();
+    let ts = timeseries::read(&dir.join("timeseries.csv")).unwrap();
+    let ops: Vec<&str> = sum.iter().map(|r| r.op.as_str()).collect();
+    assert_eq!(ops, ["read", "update", "delete", "overall"]);
+    for row in &sum {
+        let series_op = if row.op == "overall" {
+            "all"
+        } else {
+            row.op.as_str()
+        };
+        let rows: Vec<_> = ts.iter().filter(|t| t.op == series_op).collect();
+        assert!(!rows.is_empty(), "no time series for {}", row.op);
+        let total = |f: fn(&timeseries::SeriesRow) -> u64| rows.iter().map(|t| f(t)).sum::<u64>();
+        assert_eq!(total(|t| t.ok), row.count, "{}: ok", row.op);
+        assert_eq!(
+            total(|t| t.err_unavailable),
+            row.err_unavailable,
+            "{}: unavailable",
+            row.op
+        );
+        assert_eq!(
+            total(|t| t.err_unknown_outcome),
+            row.err_unknown_outcome,
+            "{}: unknown",
+            row.op
+        );
+        assert_eq!(total(|t| t.err_other), row.err_other, "{}: other", row.op);
+        assert!(
+            row.efficiency.is_some_and(|e| e > 0.0),
+            "{}: efficiency",
+            row.op
+        );
+    }
+    let overall = sum.last().unwrap();
+    let types = &sum[..sum.len() - 1];
+    assert_eq!(types.iter().map(|r| r.count).sum::<u64>(), overall.count);
+    assert_eq!(
+        types
+            .iter()
+            .map(|r| r.err_unavailable + r.err_unknown_outcome + r.err_other)
+            .sum::<u64>(),
+        overall.err_unavailable + overall.err_unknown_outcome + overall.err_other
+    );
+    assert!(overall.count > 0);
+    assert!(overall.p50_us <= overall.p99_us && overall.p99_us <= overall.max_us);
+
+    // The fault timeline was applied and its phases computed.
+    let faults = std::fs::read_to_string(dir.join("faults.csv")).unwrap();
+    assert_eq!(faults.lines().count(), 3, "{faults}");
+    assert!(
+        faults.contains(",pause,2,\n") && faults.contains(",resume,2,\n"),
+        "{faults}"
+    );
+    let phases = std::fs::read_to_string(dir.join("phases.csv")).unwrap();
+    assert!(
+        phases
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("pause node 2 + resume,2,")),
+        "{phases}"
+    );
+    // The interval log parses back with HdrHistogram's reader.
+    let log = std::fs::read(dir.join("latency.hlog")).unwrap();
+    let intervals = hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log)
+        .filter(|e| {
+            matches!(
+                e,
+                Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(_))
+            )
+        })
+        .count();
+    assert!(intervals >= 5, "only {intervals} intervals");
+}
+
+#[test]
+fn a_recorded_history_ends_with_final_reads_of_every_replica() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = SCENARIO
+        .replace("seed = 7", "seed = 8\nrecord_history = true")
+        .replace("record_count = 200", "record_count = 50")
+        .replace(
+            "value_size = { min = 100, max = 2000 }",
+            "value_size = 64\nttl_share = 0.2\nttl_ms = 600000",
+        );
+    let dir = run(tmp.path(), &scenario, "hist");
+    let file = std::fs::File::open(dir.join("history.csv")).expect("history.csv");
+    let mut reader = kvstore_checker::history::HistoryReader::new(file).expect("header");
+    let (mut writes, mut finals, mut replica_reads) = (0, 0, 0);
+    while let Some((_, r)) = reader.next_record().expect("every row is valid") {
+        use kvstore_checker::history::OpKind;
+        match r.kind {
+            OpKind::Put | OpKind::Delete => writes += 1,
+            OpKind::FinalRead if r.replica.is_some() => replica_reads += 1,
+            OpKind::FinalRead => finals += 1,
+            OpKind::Get => {}
+        }
+    }
+    assert!(writes >= 50, "{writes} writes (the load alone has 50)");
+    assert!(finals >= 50, "one final read per touched key, got {finals}");
+    assert_eq!(replica_reads, finals * 3, "N = 3 replica reads per key");
+}

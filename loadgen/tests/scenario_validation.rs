@@ -1,0 +1,224 @@
+//! Scenario validation: every impossible scenario is refused before anything starts, with an
+//! error naming the file, the field and why. One test per rule, plus every shipped scenario.
+
+use std::path::{Path, PathBuf};
+
+use loadgen::LoadgenError;
+use loadgen::scenario::Scenario;
+
+const BASE: &str = r#"
+[cluster]
+nodes = 3
+replication = 3
+read_quorum = 2
+write_quorum = 2
+
+[workload]
+record_count = 100
+read = 0.5
+update = 0.5
+
+[run]
+duration_s = 10
+"#;
+
+/// Parses `text` as file `bad.toml` and returns (field, why) of the error.
+fn refuse(text: &str) -> (String, String) {
+    let path = Path::new("scenarios/bad.toml");
+    match Scenario::parse(path, text) {
+        Ok(s) => panic!("accepted an invalid scenario: {s:?}"),
+        Err(LoadgenError::Scenario { file, field, why }) => {
+            assert_eq!(file, path);
+            let shown = LoadgenError::Scenario {
+                file: file.clone(),
+                field: field.clone(),
+                why: why.clone(),
+            }
+            .to_string();
+            assert!(shown.starts_with("scenarios/bad.toml: "), "{shown}");
+            (field, why)
+        }
+        Err(other) => panic!("wrong error kind: {other}"),
+    }
+}
+
+fn with(section: &str, line: &str) -> String {
+    BASE.replacen(
+        &format!("[{section}]\n"),
+        &format!("[{section}]\n{line}\n"),
+        1,
+    )
+}
+
+#[test]
+fn base_scenario_is_valid() {
+    let s = Scenario::parse(Path::new("x/base.toml"), BASE).expect("valid");
+    assert_eq!(s.name, "base");
+    assert_eq!(s.workload.zipfian_theta, 0.99);
+}
+
+#[test]
+fn unknown_field_is_refused() {
+    let (field, why) = refuse(&with("workload", "zipfian_thetaa = 0.9"));
+    assert_eq!(field, "workload.zipfian_thetaa");
+    assert!(why.contains("unknown field"), "{why}");
+}
+
+#[test]
+fn wrong_type_is_refused() {
+    let (field, why) = refuse(&with("run", "clients = \"four\""));
+    assert_eq!(field, "run.clients");
+    assert!(why.contains("invalid type"), "{why}");
+}
+
+#[test]
+fn w_greater_than_n_is_refused() {
+    let (field, why) = refuse(&BASE.replace("write_quorum = 2", "write_quorum = 4"));
+    assert_eq!(field, "cluster.write_quorum");
+    assert!(why.contains("1..=N (3)") && why.contains("got 4"), "{why}");
+}
+
+#[test]
+fn r_greater_than_n_is_refused() {
+    let (field, _) = refuse(&BASE.replace("read_quorum = 2", "read_quorum = 5"));
+    assert_eq!(field, "cluster.read_quorum");
+}
+
+#[test]
+fn n_greater_than_nodes_is_refused() {
+    let (field, why) = refuse(&BASE.replace("replication = 3", "replication = 4"));
+    assert_eq!(field, "cluster.replication");
+    assert!(why.contains("node count"), "{why}");
+}
+
+#[test]
+fn theta_zero_or_negative_is_refused() {
+    for theta in ["0.0", "-0.5", "1.0"] {
+        let (field, why) = refuse(&with("workload", &format!("zipfian_theta = {theta}")));
+        assert_eq!(field, "workload.zipfian_theta");
+        assert!(why.contains("(0, 1)"), "{why}");
+    }
+}
+
+#[test]
+fn value_size_zero_is_refused() {
+    let (field, why) = refuse(&with("workload", "value_size = 0"));
+    assert_eq!(field, "workload.value_size");
+    assert!(why.contains("got 0"), "{why}");
+}
+
+#[test]
+fn value_size_above_the_server_limit_is_refused() {
+    let (field, why) = refuse(&with("workload", "value_size = \"9MiB\""));
+    assert_eq!(field, "workload.value_size");
+    assert!(why.contains("8388608"), "{why}");
+}
+
+#[test]
+fn malformed_value_size_is_refused() {
+    let (field, why) = refuse(&with("workload", "value_size = { min = 10 }"));
+    assert_eq!(field, "workload.value_size");
+    assert!(why.contains("min = .., max = .."), "{why}");
+}
+
+#[test]
+fn shares_must_add_up_to_one() {
+    let (field, why) = refuse(&BASE.replace("update = 0.5", "update = 0.6"));
+    assert_eq!(field, "workload.read");
+    assert!(why.contains("must be 1"), "{why}");
+}
+
+#[test]
+fn duration_and_operations_are_exclusive() {
+    let (field, _) = refuse(&with("run", "operations = 1000"));
+    assert_eq!(field, "run.operations");
+    let (field, _) = refuse(&BASE.replace("duration_s = 10", ""));
+    assert_eq!(field, "run.duration_s");
+}
+
+#[test]
+fn fault_on_a_missing_node_is_refused() {
+    let text = format!("{BASE}\n[[fault]]\nat_s = 1\naction = \"kill\"\nnode = 3\n");
+    let (field, why) = refuse(&text);
+    assert_eq!(field, "fault[0].node");
+    assert!(why.contains("does not exist"), "{why}");
+}
+
+#[test]
+fn restart_of_a_running_node_is_refused() {
+    let text = format!("{BASE}\n[[fault]]\nat_s = 1\naction = \"restart\"\nnode = 1\n");
+    let (field, why) = refuse(&text);
+    assert_eq!(field, "fault[0].node");
+    assert!(why.contains("needs node 1 killed"), "{why}");
+}
+
+#[test]
+fn fault_after_the_run_is_refused() {
+    let text = format!("{BASE}\n[[fault]]\nat_s = 10\naction = \"pause\"\nnode = 0\n");
+    let (field, _) = refuse(&text);
+    assert_eq!(field, "fault[0].at_s");
+}
+
+#[test]
+fn fault_on_an_existing_cluster_needs_a_command() {
+    let text = BASE.replace(
+        "nodes = 3\n",
+        "endpoints = [\"127.0.0.1:7001\", \"127.0.0.1:7002\", \"127.0.0.1:7003\"]\n",
+    ) + "\n[[fault]]\nat_s = 1\naction = \"kill\"\nnode = 0\n";
+    let (field, why) = refuse(&text);
+    assert_eq!(field, "fault[0].action");
+    assert!(why.contains("fault_commands.kill"), "{why}");
+}
+
+#[test]
+fn quorum_the_server_cannot_express_is_refused() {
+    let text = BASE
+        .replace("nodes = 3", "nodes = 5")
+        .replace("replication = 3", "replication = 5");
+    // R = 2 of N = 5 is neither one (1), quorum (3) nor all (5).
+    let (field, why) = refuse(&text);
+    assert_eq!(field, "cluster.read_quorum");
+    assert!(why.contains("3 (quorum)"), "{why}");
+}
+
+#[test]
+fn random_fault_targets_resolve_deterministically() {
+    let text = format!(
+        "{BASE}\n[[fault]]\nat_s = 1\naction = \"pause\"\nnode = \"random\"\n\n[[fault]]\nat_s = 2\naction = \"resume\"\nnode = \"random\"\n"
+    );
+    let p = Path::new("r.toml");
+    let a = Scenario::parse(p, &text).unwrap().resolve(7, p).unwrap();
+    let b = Scenario::parse(p, &text).unwrap().resolve(7, p).unwrap();
+    assert_eq!(a, b);
+    let paused = a.faults[0].node_index().expect("resolved");
+    assert_eq!(
+        a.faults[1].node_index(),
+        Some(paused),
+        "resume hits the paused node"
+    );
+    assert_eq!(a.run.seed, Some(7));
+    // The resolved scenario parses back to itself.
+    let again = Scenario::parse(p, &a.to_toml()).unwrap();
+    assert_eq!(again, a);
+}
+
+#[test]
+fn every_shipped_scenario_is_valid() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("scenarios/") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(d) = s.run.duration_s {
+                assert!(
+                    d + s.run.warmup_s + s.run.echo_s <= 100,
+                    "{}: must run within 2 minutes",
+                    path.display()
+                );
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "only {n} scenarios shipped");
+}
