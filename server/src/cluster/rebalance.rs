@@ -16,7 +16,9 @@
 //!
 //! Cleanup: once the ring has been stable for the grace period, a node that is up drops every
 //! key it neither replicates in the current nor in the pending ring (the new owners have it by
-//! then), so each node holds exactly its ranges' keys.
+//! then), so each node holds exactly its ranges' keys. Keys written in the last
+//! [`cleanup_min_age_ms`] are left for a later round: a coordinator that learned of a ring
+//! change a moment before this node may have just written one here as its new owner.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -378,14 +380,23 @@ pub async fn run_cleanup(shared: Arc<Shared>) {
     }
 }
 
+/// Keys written more recently than this are never cleaned up: a coordinator that learned of a
+/// ring change a moment before this node may have just written here as a new owner.
+pub fn cleanup_min_age_ms(shared: &Shared) -> u64 {
+    (2 * shared.config.transition_grace + 2 * shared.config.gossip_interval).as_millis() as u64
+}
+
 fn cleanup_once(shared: &Shared, placement: &Placement) -> u64 {
     let me = shared.id();
+    let newest_removable = shared.wall_ms().saturating_sub(cleanup_min_age_ms(shared));
     let mut removed = 0;
     for key in shared.engine.keys() {
         if placement.keeps(me, &key) {
             continue;
         }
-        if let Some(v) = shared.engine.version_of(&key) {
+        if let Some(v) = shared.engine.version_of(&key)
+            && v.physical_ms() <= newest_removable
+        {
             match shared.engine.remove(&key, v) {
                 Ok(true) => removed += 1,
                 Ok(false) => {}

@@ -277,6 +277,23 @@ pub async fn read(
             kind: "R",
         });
     }
+    // Fast path (N=1, or ONE on a replica): this node's answer is the whole quorum.
+    if need == 1 && live.first() == Some(&shared.id()) {
+        match read_local(shared, key) {
+            Ok(entry) => return Ok(entry),
+            Err(e) => tracing::warn!(key, error = %e, "local read failed; asking other replicas"),
+        }
+        live.remove(0);
+        if live.is_empty() {
+            return Err(Error::NotEnoughReplicas {
+                needed: 1,
+                acked: 0,
+                level: level_name,
+                kind: "R",
+                timed_out: false,
+            });
+        }
+    }
     // Ask R replicas; a failed one is replaced by the next live replica, if any.
     let deadline = Instant::now() + shared.config.request_timeout;
     let mut q = ReadQuorum::new(need, live.len());
