@@ -37,6 +37,7 @@ const SECRET: &str = "bench-secret";
 /// The figures of one measured case.
 #[derive(Debug, Clone, Copy)]
 struct Figures {
+    ops: u64,
     ops_per_sec: f64,
     p50_us: u64,
     p99_us: u64,
@@ -44,7 +45,13 @@ struct Figures {
 }
 
 /// Prints one case as it completes and keeps it for the table.
-fn record(rows: &mut Vec<Row>, name: &str, concurrency: usize, figures: Figures, echo: Figures) {
+fn record(
+    rows: &mut Vec<Row>,
+    name: &str,
+    concurrency: usize,
+    (figures, echo): (Figures, Figures),
+    server_cpu_us_per_op: Option<f64>,
+) {
     println!(
         "{name} c={concurrency}: {:.0} ops/s p50 {} ms (echo {:.0} ops/s)",
         figures.ops_per_sec,
@@ -56,6 +63,7 @@ fn record(rows: &mut Vec<Row>, name: &str, concurrency: usize, figures: Figures,
         concurrency,
         figures,
         echo,
+        server_cpu_us_per_op,
     });
 }
 
@@ -106,6 +114,7 @@ impl Sample {
 
     fn figures(&self) -> Figures {
         Figures {
+            ops: self.ops,
             ops_per_sec: self.ops as f64 / self.secs.max(1e-9),
             p50_us: self.hist.value_at_quantile(0.50),
             p99_us: self.hist.value_at_quantile(0.99),
@@ -239,11 +248,54 @@ async fn echo_op(addr: SocketAddr) -> Op {
 // kvstore-server processes
 // ------------------------------------------------------------------------------------------
 
+/// User + system CPU time of the processes `pids` so far, in µs (from /proc; `None` where
+/// /proc is unavailable).
+fn cpu_us(pids: &[u32]) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut total = 0.0;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the full line, 12 and 13 after the name.
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        total += (utime + stime) / ticks_per_sec * 1e6;
+    }
+    Some(total)
+}
+
+/// Runs [`paired`] and also reports the servers' CPU µs per operation of the case.
+async fn paired_with_cpu(
+    pids: &[u32],
+    concurrency: usize,
+    echo: &Op,
+    case: &Op,
+) -> ((Figures, Figures), Option<f64>) {
+    let before = cpu_us(pids);
+    let (f, e) = paired(concurrency, echo, case).await;
+    let after = cpu_us(pids);
+    let per_op = match (before, after) {
+        (Some(b), Some(a)) if f.ops > 0 => Some((a - b) / f.ops as f64),
+        _ => None,
+    };
+    ((f, e), per_op)
+}
+
 /// The started server processes; killed (by pid) and reaped on drop, even on a panic.
 struct Cluster {
     children: Vec<Child>,
     addrs: Vec<String>,
     _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// The servers' process ids.
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
 }
 
 impl Drop for Cluster {
@@ -497,12 +549,15 @@ struct Row {
     /// The echo ceiling at the same concurrency, measured just before this case (the machine
     /// is shared: a paired measurement keeps the ratio honest when the load changes).
     echo: Figures,
+    /// CPU time all kvstore-server processes used per operation of this case, in µs (it
+    /// includes their background gossip, negligible next to thousands of ops per second).
+    server_cpu_us_per_op: Option<f64>,
 }
 
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "{:<34} {:>4} {:>10} {:>9} {:>9} {:>6} | {:>10} {:>9} {:>9} | {:>6}",
+        "{:<34} {:>4} {:>10} {:>9} {:>9} {:>6} | {:>10} {:>9} {:>9} | {:>6} | {:>11}",
         "case",
         "conc",
         "ops/s",
@@ -512,12 +567,13 @@ fn print_table(rows: &[Row]) {
         "echo ops/s",
         "echo p50",
         "echo p99",
-        "ratio"
+        "ratio",
+        "srv cpu/op"
     );
     for row in rows {
         let (f, e) = (row.figures, row.echo);
         println!(
-            "{:<34} {:>4} {:>10.0} {:>9} {:>9} {:>6} | {:>10.0} {:>9} {:>9} | {:>6.2}",
+            "{:<34} {:>4} {:>10.0} {:>9} {:>9} {:>6} | {:>10.0} {:>9} {:>9} | {:>6.2} | {:>8} us",
             row.name,
             row.concurrency,
             f.ops_per_sec,
@@ -527,7 +583,9 @@ fn print_table(rows: &[Row]) {
             e.ops_per_sec,
             ms(e.p50_us),
             ms(e.p99_us),
-            f.ops_per_sec / e.ops_per_sec
+            f.ops_per_sec / e.ops_per_sec,
+            row.server_cpu_us_per_op
+                .map_or_else(|| "-".to_string(), |c| format!("{c:.0}"))
         );
     }
 }
@@ -566,13 +624,14 @@ async fn run() {
             .expect("client");
         preload(&client, ConsistencyLevel::One).await;
         let raw = raw_get_op(&cluster.addrs[0]).await;
-        let (f, e) = paired(64, &echo, &raw).await;
-        record(&mut rows, "N=1 get, bare stub (no Client)", 64, f, e);
+        let pids = cluster.pids();
+        let (fe, cpu) = paired_with_cpu(&pids, 64, &echo, &raw).await;
+        record(&mut rows, "N=1 get, bare stub (no Client)", 64, fe, cpu);
         for (label, mix) in [("N=1 get", Mix::Get), ("N=1 put", Mix::Put)] {
             for conc in [1, 64] {
                 let op = kv_op(&client, ConsistencyLevel::One, mix);
-                let (f, e) = paired(conc, &echo, &op).await;
-                record(&mut rows, label, conc, f, e);
+                let (fe, cpu) = paired_with_cpu(&pids, conc, &echo, &op).await;
+                record(&mut rows, label, conc, fe, cpu);
             }
         }
     }
@@ -585,6 +644,7 @@ async fn run() {
             .await
             .expect("client");
         preload(&client, ConsistencyLevel::Quorum).await;
+        let pids = cluster.pids();
         for (label, mix) in [
             ("N=3 QUORUM get", Mix::Get),
             ("N=3 QUORUM put", Mix::Put),
@@ -592,13 +652,13 @@ async fn run() {
         ] {
             for conc in [1, 64] {
                 let op = kv_op(&client, ConsistencyLevel::Quorum, mix);
-                let (f, e) = paired(conc, &echo, &op).await;
-                record(&mut rows, label, conc, f, e);
+                let (fe, cpu) = paired_with_cpu(&pids, conc, &echo, &op).await;
+                record(&mut rows, label, conc, fe, cpu);
             }
         }
         let op = replication_op(&cluster.addrs[1]).await;
-        let (f, e) = paired(1, &echo, &op).await;
-        record(&mut rows, "replication ack (unary Replicate)", 1, f, e);
+        let (fe, cpu) = paired_with_cpu(&pids, 1, &echo, &op).await;
+        record(&mut rows, "replication ack (unary Replicate)", 1, fe, cpu);
         for addr in &cluster.addrs {
             match client.status(addr).await {
                 Ok(status) => server_reported.push((addr.clone(), status)),
