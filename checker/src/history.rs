@@ -22,6 +22,9 @@
 //! | `expires_at_ms` | u64 or empty     | reads only: the expiry the store reported (0 or empty = none) |
 //! | `replica`       | string or empty  | final_read only: the replica read directly (LocalRead); empty = the final read through the cluster |
 //!
+//! A read of a live value whose bytes carry no value id is recorded with an empty `value_id`,
+//! `tombstone=false` and the value's version (the checker reports it as a phantom).
+//!
 //! Final reads of a replica record the entry exactly as stored: a value (`value_id` + version,
 //! even when expired), a tombstone (`tombstone=true`, the tombstone's version, no `value_id`),
 //! or nothing stored (all three empty).
@@ -219,6 +222,8 @@ impl Record {
 pub struct HistoryWriter<W: Write> {
     inner: csv::Writer<W>,
     buf: String,
+    /// The CSV line the next row will occupy (the header is line 1): names a refused record.
+    next_line: u64,
 }
 
 impl<W: Write> HistoryWriter<W> {
@@ -233,13 +238,15 @@ impl<W: Write> HistoryWriter<W> {
         Ok(Self {
             inner,
             buf: String::with_capacity(32),
+            next_line: 2,
         })
     }
 
     /// Appends one row. The record is validated first, so loadgen cannot write a history the
-    /// checker would refuse.
+    /// checker would refuse; an error names the line the row would have taken.
     pub fn write(&mut self, r: &Record) -> Result<(), CheckerError> {
-        r.validate(0)?;
+        r.validate(self.next_line)?;
+        self.next_line += 1;
         self.field(|b| num(b, r.op_id))?;
         self.field(|b| num(b, r.client))?;
         self.field(|b| b.push_str(&r.node))?;

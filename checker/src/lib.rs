@@ -13,9 +13,19 @@
 //! not decide what loadgen runs; [`synth`] only generates synthetic histories for benchmarks and
 //! tests of the checker itself.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod history;
 pub mod value_id;
 
 pub use error::CheckerError;
 pub use history::{HistoryReader, HistoryWriter, OpKind, Outcome, Record};
+mod model;
+mod report;
+pub mod rules;
+
+pub use model::OutcomeCounts;
+pub use report::{Anomaly, AnomalyClass, OpRef, Report, Staleness, Summary};
+pub use rules::{CheckConfig, Checker, check, parse_duration_ns};
+pub mod synth;

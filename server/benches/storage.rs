@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kvstore_server::storage::{Engine, Entry, FsyncPolicy, Log, LogConfig, Version};
+use kvstore_server::storage::{Engine, Entry, FsyncPolicy, Log, LogConfig, Memory, Version};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -38,7 +38,7 @@ fn open(dir: &std::path::Path) -> Log {
     Log::open(cfg).unwrap()
 }
 
-fn preload(log: &Log, keys: u64, value: &bytes::Bytes) {
+fn preload(log: &dyn Engine, keys: u64, value: &bytes::Bytes) {
     for i in 0..keys {
         log.apply(&key(i), Entry::value(value.clone(), next_version()))
             .unwrap();
@@ -46,7 +46,7 @@ fn preload(log: &Log, keys: u64, value: &bytes::Bytes) {
 }
 
 /// One 80/20 operation on a random key.
-fn mix_op(log: &Log, rng: &mut StdRng, keys: u64, value: &bytes::Bytes) {
+fn mix_op(log: &dyn Engine, rng: &mut StdRng, keys: u64, value: &bytes::Bytes) {
     let k = key(rng.random_range(0..keys));
     if rng.random_range(0..100) < 80 {
         black_box(log.get(&k, 0).unwrap());
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(open(dir.path()));
         let value = bytes::Bytes::from(vec![0xA5u8; size]);
-        preload(&log, keys, &value);
+        preload(&*log, keys, &value);
 
         let mut g = c.benchmark_group("storage");
         g.throughput(Throughput::Elements(1));
@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         g.bench_function(BenchmarkId::new("mix80_20_1thread", label), |b| {
-            b.iter(|| mix_op(&log, &mut rng, keys, &value))
+            b.iter(|| mix_op(&*log, &mut rng, keys, &value))
         });
         g.bench_function(BenchmarkId::new("mix80_20_2threads", label), |b| {
             b.iter_custom(|iters| {
@@ -94,7 +94,7 @@ fn bench(c: &mut Criterion) {
                         s.spawn(move || {
                             let mut rng = StdRng::seed_from_u64(t + 7);
                             for _ in 0..iters.div_ceil(2) {
-                                mix_op(log, &mut rng, keys, value);
+                                mix_op(&**log, &mut rng, keys, value);
                             }
                         });
                     }
@@ -106,6 +106,35 @@ fn bench(c: &mut Criterion) {
         // Overwrites leave dead bytes; keep the disk use of the run bounded.
         log.compact(0).unwrap();
     }
+    baseline(c);
+}
+
+/// The same 100 B mix on the in-memory reference engine: the ceiling of this harness on this
+/// machine (key formatting, RNG, index lookup, no I/O at all).
+fn baseline(c: &mut Criterion) {
+    let (keys, value) = (200_000, bytes::Bytes::from(vec![0xA5u8; 100]));
+    let mem = Memory::new();
+    preload(&mem, keys, &value);
+    let mut g = c.benchmark_group("memory_baseline");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("mix80_20_2threads", "100B"), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..2u64 {
+                    let (mem, value) = (&mem, &value);
+                    s.spawn(move || {
+                        let mut rng = StdRng::seed_from_u64(t + 7);
+                        for _ in 0..iters.div_ceil(2) {
+                            mix_op(mem, &mut rng, keys, value);
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

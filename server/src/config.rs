@@ -153,6 +153,9 @@ impl NodeConfig {
         if self.request_timeout.is_zero() || self.gossip_interval.is_zero() {
             return bad("request_timeout and gossip_interval must be > 0".into());
         }
+        if let Err(e) = self.fsync.parse::<crate::storage::FsyncPolicy>() {
+            return bad(format!("fsync: {e}"));
+        }
         if self.advertise_address.is_empty() {
             return bad("advertise_address must be host:port".into());
         }

@@ -21,8 +21,10 @@ pub enum Error {
     },
     /// Fewer live replicas than the consistency level needs, known before anything was sent;
     /// nothing was written (a definite failure).
-    #[error("needed {needed} replicas for {level}, {live} answered (the others are down)")]
+    #[error("needed {kind}={needed} replicas ({level}), {live} answered (the others are down)")]
     Unavailable {
+        /// `W` for writes, `R` for reads.
+        kind: &'static str,
         /// Replica answers needed.
         needed: usize,
         /// Replicas believed live (they would have answered).
@@ -32,8 +34,10 @@ pub enum Error {
     },
     /// Replicas were asked but fewer than needed acknowledged. When `acked > 0` the write is
     /// stored somewhere and will spread (hints, repair): its outcome is unknown to the caller.
-    #[error("needed {needed} replicas for {level}, {acked} answered{}", if *timed_out { " before the deadline" } else { "" })]
+    #[error("needed {kind}={needed} replicas ({level}), {acked} answered{}", if *timed_out { " before the deadline" } else { "" })]
     NotEnoughReplicas {
+        /// `W` for writes, `R` for reads.
+        kind: &'static str,
         /// Replica answers needed.
         needed: usize,
         /// Replicas that acknowledged (or answered, for reads).

@@ -56,7 +56,7 @@ async fn kill_one_node_then_heal_it() {
     let err = put(&mut c1, "all-key", "x", All).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
     assert!(
-        err.message().contains("needed 3 replicas"),
+        err.message().contains("needed W=3 replicas"),
         "{}",
         err.message()
     );
@@ -112,4 +112,8 @@ async fn kill_one_node_then_heal_it() {
     .map(|s| s.read_repairs)
     .sum();
     assert!(repairs > 0, "no read repair counted");
+    // The coordinator measured its replicas' acknowledgements.
+    let s1 = status(&addrs[0]).await;
+    assert!(s1.replication_acks > 0);
+    assert!(s1.replication_p50_us > 0 && s1.replication_p50_us <= s1.replication_p99_us);
 }

@@ -65,7 +65,10 @@ proptest! {
     #[test]
     fn log_reads_exactly_what_memory_reads(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path(), FsyncPolicy::Never);
+        let mut cfg = config(dir.path(), FsyncPolicy::Never);
+        // A tight cache budget (about 600 bytes a shard) so that cached, uncached and
+        // over-budget values all occur; values above 256 bytes are never cached.
+        cfg.cache_bytes = 256 * 600;
         let mut log = Some(Log::open(cfg.clone()).unwrap());
         let mem = Memory::new();
         let read_at = NOW + 30;

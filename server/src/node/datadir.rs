@@ -8,7 +8,8 @@
 //! <data-dir>/hints/        the hints engine
 //! ```
 //!
-//! Which engine backs `data/` and `hints/` is decided in [`open_engine`], one place.
+//! Which engine backs `data/` and `hints/` is decided in [`open_engine`], one place: the
+//! durable `Log` with a data directory, `Memory` without one.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::storage::{Engine, Memory};
+use crate::storage::{Engine, FsyncPolicy, Log, LogConfig, Memory, StorageError};
 
 /// Holds the data directory's lock until dropped.
 #[derive(Debug)]
@@ -68,18 +69,44 @@ pub fn lock(dir: &Path) -> Result<DirLock> {
     })
 }
 
-/// Opens the engine kept in `dir` (`None`: memory only) with fsync policy `fsync`.
-///
-/// The durable `Log` engine replaces `Memory` here when it lands; nothing else changes.
-pub fn open_engine(dir: Option<&Path>, fsync: &str) -> Result<Arc<dyn Engine>> {
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            context: format!("cannot create {}", dir.display()),
-            source,
-        })?;
-    }
-    let _ = fsync;
-    Ok(Arc::new(Memory::new()))
+/// An opened engine, and the durable engine behind it when there is one (maintenance asks
+/// it whether compaction is due).
+pub struct Opened {
+    /// The engine requests use.
+    pub engine: Arc<dyn Engine>,
+    /// The same engine as a [`Log`], when it is durable.
+    pub log: Option<Arc<Log>>,
+}
+
+/// Opens the engine kept in `dir` (`None`: in memory, nothing survives a restart) with fsync
+/// policy `fsync` and the node's key and value limits (hint keys carry a 9-byte prefix, so the
+/// key limit gets that much headroom).
+pub fn open_engine(
+    dir: Option<&Path>,
+    fsync: &str,
+    max_key_bytes: usize,
+    max_value_bytes: usize,
+) -> Result<Opened> {
+    let Some(dir) = dir else {
+        return Ok(Opened {
+            engine: Arc::new(Memory::new()),
+            log: None,
+        });
+    };
+    let mut cfg = LogConfig::new(dir);
+    cfg.fsync = fsync
+        .parse::<FsyncPolicy>()
+        .map_err(|e| Error::Config(format!("--fsync: {e}")))?;
+    cfg.max_key_bytes = max_key_bytes + 16;
+    cfg.max_value_bytes = max_value_bytes;
+    let log = Arc::new(Log::open(cfg).map_err(|e| match e {
+        StorageError::Locked { path } => Error::Locked { path },
+        other => Error::Storage(other),
+    })?);
+    Ok(Opened {
+        engine: log.clone(),
+        log: Some(log),
+    })
 }
 
 #[cfg(test)]

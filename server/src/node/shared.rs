@@ -19,7 +19,7 @@ use crate::cluster::placement::Placement;
 use crate::config::NodeConfig;
 use crate::hlc::Hlc;
 use crate::replication::peer::{Peer, Peers};
-use crate::storage::Engine;
+use crate::storage::{Engine, Log};
 
 /// A snapshot of placement and liveness, cheap to clone for one request.
 #[derive(Debug)]
@@ -63,6 +63,8 @@ pub struct Shared {
     pub config: NodeConfig,
     /// Where entries are stored.
     pub engine: Arc<dyn Engine>,
+    /// The same engine as the durable `Log`, when the node has a data directory.
+    pub log: Option<Arc<Log>>,
     /// Hints for replicas that missed writes.
     pub hints: HintStore,
     /// The clock that stamps writes.
@@ -95,6 +97,7 @@ impl Shared {
     pub fn new(
         config: NodeConfig,
         engine: Arc<dyn Engine>,
+        log: Option<Arc<Log>>,
         hints: HintStore,
         hlc: Hlc,
         table: MemberTable,
@@ -109,6 +112,7 @@ impl Shared {
             members: Mutex::new(table),
             config,
             engine,
+            log,
             hints,
             hlc,
             peers,

@@ -4,9 +4,10 @@
 //!   in parallel (itself through the engine, peers through their replication streams), answer
 //!   after the write quorum, and leave the stragglers to a background task that turns every
 //!   replica that failed or did not answer into a hint.
-//! - Get: ask every live replica of the key, answer after R answers with the newest version,
-//!   and in the background wait (bounded) for the rest and send the newest entry to every replica
-//!   that answered older or nothing (read repair, counted).
+//! - Get: ask R live replicas of the key (this node first when it is one; a replica that fails
+//!   is replaced by the next live one), answer with the newest version, and in the background
+//!   send the newest entry to every replica that answered older or nothing (read repair,
+//!   counted).
 //!
 //! Quorum arithmetic is in [`super::quorum`]; this module only moves messages and time.
 
@@ -88,15 +89,19 @@ pub async fn send_to_replica(
     peer.replicate(to_replicate(key, entry)).await
 }
 
-fn hint(shared: &Shared, node: u32, key: &str, entry: &Entry) {
+/// Keeps a hint for `node`, on a blocking thread (the hints engine may fsync). The write it
+/// belongs to does not wait for it: hints speed up convergence, the acknowledged copies are
+/// what make a write durable.
+fn hint(shared: &Arc<Shared>, node: u32, key: &str, entry: &Entry) {
     if shared.config.faults.no_repair {
         return;
     }
-    match shared.hints.add(node, key, entry.clone()) {
+    let (s, key, entry) = (shared.clone(), key.to_owned(), entry.clone());
+    tokio::task::spawn_blocking(move || match s.hints.add(node, &key, entry) {
         Ok(true) => {}
         Ok(false) => {
             // Logged at 1, 2, 4, 8, ... drops: a long outage must not flood the log.
-            let dropped = shared.hints.dropped();
+            let dropped = s.hints.dropped();
             if dropped.is_power_of_two() {
                 tracing::warn!(
                     node,
@@ -106,7 +111,7 @@ fn hint(shared: &Shared, node: u32, key: &str, entry: &Entry) {
             }
         }
         Err(e) => tracing::error!(node, key, error = %e, "cannot store hint"),
-    }
+    });
 }
 
 /// Writes `entry` (already stamped) under `key` to its replicas at `level`.
@@ -119,12 +124,13 @@ pub async fn write(
     let view = shared.view();
     let ws = view.placement.write_set(key);
     let required = level.required(shared.config.replication_factor);
-    let level_name = format!("{level} (W={required})");
+    let level_name = level.to_string();
     if let Err((needed, live)) = quorum::check_live(&ws, required, |n| view.is_live(n)) {
         return Err(Error::Unavailable {
             needed,
             live,
             level: level_name,
+            kind: "W",
         });
     }
     if shared.config.faults.ack_before_write {
@@ -196,12 +202,14 @@ pub async fn write(
             needed: q.needed(),
             acked: q.acked(),
             level: level_name,
+            kind: "W",
             timed_out: false,
         }),
         Progress::Waiting => Err(Error::NotEnoughReplicas {
             needed: q.needed(),
             acked: q.acked(),
             level: level_name,
+            kind: "W",
             timed_out: true,
         }),
     }
@@ -250,36 +258,51 @@ pub async fn read(
     let view = shared.view();
     let replicas = view.placement.read_replicas(key);
     let required = level.required(shared.config.replication_factor);
-    let level_name = format!("{level} (R={required})");
+    let level_name = level.to_string();
     let need = quorum::needed(required, replicas.len());
-    let live: Vec<u32> = replicas
+    // This node first (its answer costs no hop), then the preference order.
+    let mut live: Vec<u32> = replicas
         .iter()
         .copied()
         .filter(|&n| view.is_live(n))
         .collect();
+    if let Some(pos) = live.iter().position(|&n| n == shared.id()) {
+        live[..=pos].rotate_right(1);
+    }
     if live.len() < need {
         return Err(Error::Unavailable {
             needed: need,
             live: live.len(),
             level: level_name,
+            kind: "R",
         });
     }
+    // Ask R replicas; a failed one is replaced by the next live replica, if any.
     let deadline = Instant::now() + shared.config.request_timeout;
     let mut q = ReadQuorum::new(need, live.len());
     let mut futs: FuturesUnordered<ReplicaFuture<std::result::Result<Option<Entry>, ()>>> =
         FuturesUnordered::new();
-    for node in live {
+    let ask = |node: u32| -> ReplicaFuture<std::result::Result<Option<Entry>, ()>> {
         let (s, k) = (shared.clone(), key.to_owned());
-        futs.push(Box::pin(
-            async move { (node, read_replica(&s, node, &k).await) },
-        ));
+        Box::pin(async move { (node, read_replica(&s, node, &k).await) })
+    };
+    let mut spares = live.split_off(need).into_iter();
+    for node in live {
+        futs.push(ask(node));
     }
     let outcome = loop {
         match timeout_at(deadline, futs.next()).await {
-            Ok(Some((node, answer))) => match q.record(node, answer) {
-                Progress::Waiting => {}
-                p => break p,
-            },
+            Ok(Some((node, answer))) => {
+                let failed = answer.is_err();
+                match q.record(node, answer) {
+                    Progress::Waiting => {
+                        if failed && let Some(next) = spares.next() {
+                            futs.push(ask(next));
+                        }
+                    }
+                    p => break p,
+                }
+            }
             Ok(None) => break q.progress(),
             Err(_) => break Progress::Waiting,
         }
@@ -302,6 +325,7 @@ pub async fn read(
             needed: need,
             acked: answered,
             level: level_name,
+            kind: "R",
             timed_out: p == Progress::Waiting,
         }),
     }

@@ -82,7 +82,39 @@ impl Interceptor for AddSecret {
 /// A NodeInternal client carrying the cluster secret.
 pub type InternalClient = NodeInternalClient<InterceptedService<Channel, AddSecret>>;
 
-type Reply = oneshot::Sender<Result<(), ReplicaFailure>>;
+/// A write waiting for its ack: where to answer, and when it was handed over (for the
+/// replication latency histogram).
+struct Reply {
+    tx: oneshot::Sender<Result<(), ReplicaFailure>>,
+    queued: Instant,
+}
+
+/// Coordinator-to-replica acknowledgement latency, in microseconds, over every peer.
+#[derive(Debug)]
+pub struct AckLatency(Mutex<hdrhistogram::Histogram<u64>>);
+
+impl Default for AckLatency {
+    fn default() -> Self {
+        // 1 us .. 60 s at 3 significant digits: a few tens of KB, fixed.
+        let h = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+        Self(Mutex::new(h))
+    }
+}
+
+impl AckLatency {
+    fn record_all(&self, samples: &[u64]) {
+        let mut h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for &us in samples {
+            h.saturating_record(us.max(1));
+        }
+    }
+
+    /// (acks recorded, p50 us, p99 us).
+    pub fn summary(&self) -> (u64, u64, u64) {
+        let h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+    }
+}
 
 /// One peer: its channel and its replicator's queue.
 #[derive(Debug)]
@@ -91,6 +123,14 @@ pub struct Peer {
     address: String,
     client: InternalClient,
     queue: mpsc::Sender<(pb::ReplicateRequest, Reply)>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("queued", &self.queued)
+            .finish()
+    }
 }
 
 impl Peer {
@@ -113,7 +153,11 @@ impl Peer {
     /// the caller bounds the wait).
     pub async fn replicate(&self, write: pb::ReplicateRequest) -> Result<(), ReplicaFailure> {
         let (tx, rx) = oneshot::channel();
-        self.queue.try_send((write, tx)).map_err(|e| match e {
+        let reply = Reply {
+            tx,
+            queued: Instant::now(),
+        };
+        self.queue.try_send((write, reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 ReplicaFailure::Unreachable(format!("queue to node {} is full", self.id))
             }
@@ -136,6 +180,7 @@ pub struct Peers {
     peers: Mutex<HashMap<u32, Arc<Peer>>>,
     secret: AddSecret,
     message_limit: usize,
+    latency: Arc<AckLatency>,
 }
 
 impl Peers {
@@ -145,7 +190,13 @@ impl Peers {
             peers: Mutex::new(HashMap::new()),
             secret: AddSecret::new(secret),
             message_limit,
+            latency: Arc::default(),
         }
+    }
+
+    /// Acknowledgement latency over every peer's stream.
+    pub fn latency(&self) -> &AckLatency {
+        &self.latency
     }
 
     /// A client for an address that need not be a member (seeds).
@@ -172,7 +223,7 @@ impl Peers {
         }
         let client = self.wrap(channel(address)?);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(replicator(id, client.clone(), rx));
+        tokio::spawn(replicator(id, client.clone(), rx, self.latency.clone()));
         let peer = Arc::new(Peer {
             id,
             address: address.to_owned(),
@@ -203,6 +254,7 @@ async fn replicator(
     peer: u32,
     client: InternalClient,
     mut queue: mpsc::Receiver<(pb::ReplicateRequest, Reply)>,
+    latency: Arc<AckLatency>,
 ) {
     let mut carry: Option<(pb::ReplicateRequest, Reply)> = None;
     let mut last_failure: Option<Instant> = None;
@@ -246,7 +298,7 @@ async fn replicator(
                     None => tokio::select! {
                         biased;
                         ack = acks.next() => {
-                            match handle_ack(ack, &mut inflight) {
+                            match handle_ack(ack, &mut inflight, &latency) {
                                 Ok(()) => continue,
                                 Err(reason) => break reason,
                             }
@@ -283,7 +335,7 @@ async fn replicator(
                 }
             } else {
                 let ack = acks.next().await;
-                if let Err(reason) = handle_ack(ack, &mut inflight) {
+                if let Err(reason) = handle_ack(ack, &mut inflight, &latency) {
                     break reason;
                 }
             }
@@ -302,12 +354,15 @@ async fn replicator(
 }
 
 fn fail(reply: Reply, reason: &str) {
-    let _ = reply.send(Err(ReplicaFailure::Unreachable(reason.to_owned())));
+    let _ = reply
+        .tx
+        .send(Err(ReplicaFailure::Unreachable(reason.to_owned())));
 }
 
 fn handle_ack(
     ack: Option<Result<pb::ReplicateBatchAck, tonic::Status>>,
     inflight: &mut HashMap<u64, Vec<Reply>>,
+    latency: &AckLatency,
 ) -> Result<(), String> {
     let ack = match ack {
         Some(Ok(ack)) => ack,
@@ -320,15 +375,20 @@ fn handle_ack(
         return Ok(());
     };
     let mut results = ack.results.into_iter();
+    let mut samples = Vec::with_capacity(replies.len());
     for reply in replies {
         let outcome = match results.next() {
-            Some(r) if r.success => Ok(()),
+            Some(r) if r.success => {
+                samples.push(reply.queued.elapsed().as_micros() as u64);
+                Ok(())
+            }
             Some(r) => Err(ReplicaFailure::Refused(r.error)),
             None => Err(ReplicaFailure::Refused(
                 "ack without a result for this write".into(),
             )),
         };
-        let _ = reply.send(outcome);
+        let _ = reply.tx.send(outcome);
     }
+    latency.record_all(&samples);
     Ok(())
 }

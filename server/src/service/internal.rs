@@ -260,6 +260,8 @@ impl NodeInternal for InternalService {
         let s = &self.shared;
         let ring = ring_state(s);
         let st = s.engine.stats();
+        let (replication_acks, replication_p50_us, replication_p99_us) =
+            s.peers.latency().summary();
         Ok(Response::new(pb::NodeStatusResponse {
             node_id: s.id(),
             address: s.config.advertise_address.clone(),
@@ -271,6 +273,9 @@ impl NodeInternal for InternalService {
             read_repairs: s.counters.read_repairs.load(Ordering::Relaxed),
             hints_replayed: s.counters.hints_replayed.load(Ordering::Relaxed),
             clock_skew_rejections: s.hlc.skew_rejections(),
+            replication_acks,
+            replication_p50_us,
+            replication_p99_us,
             storage: Some(pb::StorageStats {
                 keys: st.keys,
                 live_bytes: st.live_bytes,

@@ -75,7 +75,8 @@ mod tests {
                 Error::Unavailable {
                     needed: 2,
                     live: 1,
-                    level: "QUORUM (W=2)".into(),
+                    level: "QUORUM".into(),
+                    kind: "W",
                 },
                 Op::Write,
                 Code::Unavailable,
@@ -85,7 +86,8 @@ mod tests {
                 Error::NotEnoughReplicas {
                     needed: 2,
                     acked: 1,
-                    level: "W".into(),
+                    level: "QUORUM".into(),
+                    kind: "W",
                     timed_out: false,
                 },
                 Op::Write,
@@ -96,7 +98,8 @@ mod tests {
                 Error::NotEnoughReplicas {
                     needed: 2,
                     acked: 0,
-                    level: "W".into(),
+                    level: "QUORUM".into(),
+                    kind: "W",
                     timed_out: false,
                 },
                 Op::Write,
@@ -107,7 +110,8 @@ mod tests {
                 Error::NotEnoughReplicas {
                     needed: 2,
                     acked: 0,
-                    level: "W".into(),
+                    level: "QUORUM".into(),
+                    kind: "W",
                     timed_out: true,
                 },
                 Op::Write,
@@ -118,7 +122,8 @@ mod tests {
                 Error::NotEnoughReplicas {
                     needed: 2,
                     acked: 1,
-                    level: "R".into(),
+                    level: "QUORUM".into(),
+                    kind: "R",
                     timed_out: true,
                 },
                 Op::Read,
@@ -135,11 +140,16 @@ mod tests {
             &Error::Unavailable {
                 needed: 2,
                 live: 1,
-                level: "QUORUM (W=2)".into(),
+                level: "QUORUM".into(),
+                kind: "W",
             },
             Op::Write,
         );
-        assert!(s.message().contains("needed 2 replicas"), "{}", s.message());
+        assert!(
+            s.message().contains("needed W=2 replicas"),
+            "{}",
+            s.message()
+        );
         assert!(s.message().contains("1 answered"), "{}", s.message());
     }
 }

@@ -226,14 +226,14 @@ fn write_outputs(
     dropped: &mut Vec<(String, Loc)>,
 ) -> Result<(), StorageError> {
     let mut sub = last.sub + 1;
-    let mut out = new_output(
-        inner,
-        SegId {
-            base: last.base,
-            sub,
-        },
-    )?;
+    let id = |sub| SegId {
+        base: last.base,
+        sub,
+    };
+    // Every output is in `outputs` from its creation, so a failure removes all of them.
+    outputs.push(new_output(inner, id(sub))?);
     let floor = super::snapshot::log_max_version(inner);
+    let out = outputs.last_mut().expect("just pushed");
     record::encode(&mut out.buf, Kind::Marker, &[], &[], floor, 0);
     out.len = out.buf.len() as u64;
     for (key, old) in keep {
@@ -250,21 +250,20 @@ fn write_outputs(
             dropped.push((key.clone(), old.clone()));
             continue;
         }
-        if out.len > 0 && out.len + rec.len() as u64 > inner.cfg.segment_bytes {
-            finish(inner, &mut out)?;
+        let full = {
+            let out = outputs.last().expect("at least one output");
+            out.len > 0 && out.len + rec.len() as u64 > inner.cfg.segment_bytes
+        };
+        if full {
+            finish(inner, outputs.last_mut().expect("at least one output"))?;
             sub += 1;
-            let next = new_output(
-                inner,
-                SegId {
-                    base: last.base,
-                    sub,
-                },
-            )?;
-            outputs.push(std::mem::replace(&mut out, next));
+            outputs.push(new_output(inner, id(sub))?);
         }
+        let out = outputs.last_mut().expect("at least one output");
         let new = Loc {
             seg: out.seg.clone(),
             offset: out.len,
+            cached: None,
             ..old.clone()
         };
         out.buf.extend_from_slice(&rec);
@@ -274,7 +273,6 @@ fn write_outputs(
         }
         moved.push((key.clone(), old.clone(), new));
     }
-    finish(inner, &mut out)?;
-    outputs.push(out);
+    finish(inner, outputs.last_mut().expect("at least one output"))?;
     Ok(())
 }

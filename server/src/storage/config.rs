@@ -81,6 +81,11 @@ pub struct LogConfig {
     pub compaction_dead_ratio: f64,
     /// Compaction is not worth running below this many dead bytes. Default 16 MiB.
     pub compaction_min_dead_bytes: u64,
+    /// Values up to this many bytes may be kept in memory next to their index entry, so reading
+    /// them costs no system call. 0 disables the cache. Default 256.
+    pub cache_value_max_bytes: usize,
+    /// Memory for cached small values, in bytes, across the whole index. Default 64 MiB.
+    pub cache_bytes: u64,
     /// The file system; tests substitute [`super::SimFs`]. Default the real one.
     pub fs: Arc<dyn FileSystem>,
 }
@@ -97,6 +102,8 @@ impl LogConfig {
             max_value_bytes: kvstore_proto::limits::DEFAULT_MAX_VALUE_BYTES,
             compaction_dead_ratio: 0.5,
             compaction_min_dead_bytes: 16 * 1024 * 1024,
+            cache_value_max_bytes: 256,
+            cache_bytes: 64 * 1024 * 1024,
             fs: Arc::new(StdFs),
         }
     }

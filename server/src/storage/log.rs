@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
 use kvstore_proto::Version;
 
 use super::commit::{Commit, SyncTarget};
@@ -292,6 +293,8 @@ impl Inner {
                 } else {
                     entry.expires_at_ms
                 },
+                cached: (!entry.tombstone && entry.value.len() <= self.cfg.cache_value_max_bytes)
+                    .then(|| Bytes::copy_from_slice(&entry.value)),
             },
         );
         Ok((Applied::Stored, seq))
@@ -318,20 +321,39 @@ impl Inner {
         record::entry_of(&bytes).ok_or_else(corrupt)
     }
 
-    fn lookup(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        let shard = self.index.lock(key);
+    /// The stored entry for `key`; with `live_at`, `None` for tombstones and entries expired at
+    /// that time, decided from the index before any disk read.
+    fn lookup(&self, key: &str, live_at: Option<u64>) -> Result<Option<Entry>, StorageError> {
+        let mut shard = self.index.lock(key);
         let Some(loc) = shard.map.get(key) else {
             return Ok(None);
         };
+        if let Some(now) = live_at {
+            if loc.tombstone || (loc.expires_at_ms != 0 && loc.expires_at_ms <= now) {
+                return Ok(None);
+            }
+        }
         if loc.tombstone {
             return Ok(Some(Entry::tombstone(loc.version)));
         }
-        if loc.len <= READ_UNDER_LOCK_MAX {
-            return self.read_entry(key, loc).map(Some);
+        if let Some(value) = &loc.cached {
+            return Ok(Some(Entry {
+                value: value.clone(),
+                version: loc.version,
+                tombstone: false,
+                expires_at_ms: loc.expires_at_ms,
+            }));
         }
-        let loc = loc.clone();
-        drop(shard);
-        self.read_entry(key, &loc).map(Some)
+        if loc.len > READ_UNDER_LOCK_MAX {
+            let loc = loc.clone();
+            drop(shard);
+            return self.read_entry(key, &loc).map(Some);
+        }
+        let entry = self.read_entry(key, loc)?;
+        if entry.value.len() <= self.cfg.cache_value_max_bytes {
+            shard.cache(key, &entry.value);
+        }
+        Ok(Some(entry))
     }
 }
 
@@ -355,22 +377,11 @@ impl Engine for Log {
     }
 
     fn get_entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        self.inner.lookup(key)
+        self.inner.lookup(key, None)
     }
 
     fn get(&self, key: &str, now_ms: u64) -> Result<Option<Entry>, StorageError> {
-        {
-            let shard = self.inner.index.lock(key);
-            match shard.map.get(key) {
-                None => return Ok(None),
-                Some(loc) if loc.tombstone => return Ok(None),
-                Some(loc) if loc.expires_at_ms != 0 && loc.expires_at_ms <= now_ms => {
-                    return Ok(None);
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(self.inner.lookup(key)?.filter(|e| e.is_live(now_ms)))
+        self.inner.lookup(key, Some(now_ms))
     }
 
     fn version_of(&self, key: &str) -> Option<Version> {

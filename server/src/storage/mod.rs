@@ -15,6 +15,16 @@
 //! the stored one (last-write-wins, idempotent, so replication, hints and repair may retry
 //! freely); deletes are tombstones with a version; TTL is an absolute expiry honoured on every
 //! read. The engine decides nothing about the cluster: it stores what it is given.
+//!
+//! A `Log` data directory holds `NNNNNNNNNNNN-SSSSS.seg` segments, `snapshot` (the index at a
+//! consistent cut), `LOCK` (an `flock` held while open) and, after a crash, `*.tmp` files
+//! (removed at open) or `snapshot.broken` (a snapshot that failed its checks, kept for study).
+//!
+//! Deliberately left out: range scans and ordered iteration (the index is a hash map; the
+//! cluster streams whole key sets), multi-key transactions, compression, and partial
+//! compaction (compaction rewrites every sealed segment at once, so it needs free space for the
+//! live data it copies; the server runs it when [`Log::compaction_due`] says so). A snapshot and
+//! a compaction each hold a copy of the affected index entries in memory while they run.
 
 mod commit;
 mod compaction;

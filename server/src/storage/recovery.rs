@@ -15,6 +15,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use kvstore_proto::Version;
 
 use super::StorageError;
@@ -22,7 +23,7 @@ use super::commit::Commit;
 use super::config::LogConfig;
 use super::index::{Index, Loc};
 use super::log::{Inner, OpenCounts, Writer, create_segment};
-use super::record::{Kind, Scan, Scanner};
+use super::record::{self, Kind, Scan, Scanner};
 use super::segment::{SegId, Segment};
 use super::snapshot::{self, Loaded};
 
@@ -66,7 +67,7 @@ pub(crate) fn open(cfg: LogConfig) -> Result<Inner, StorageError> {
         segments.insert(id, Arc::new(Segment::new(&dir, id, file)));
     }
 
-    let index = Index::new();
+    let index = Index::new(cfg.cache_bytes);
     let counts = OpenCounts::default();
     let mut floor = Version::default();
     let mut replay_from: BTreeMap<SegId, u64> = BTreeMap::new();
@@ -93,7 +94,14 @@ pub(crate) fn open(cfg: LogConfig) -> Result<Inner, StorageError> {
     let mut total = 0;
     for seg in segments.values() {
         let from = replay_from.get(&seg.id).copied().unwrap_or(0);
-        total += replay(seg, from, &index, &mut floor, &counts)?;
+        total += replay(
+            seg,
+            from,
+            &index,
+            &mut floor,
+            &counts,
+            cfg.cache_value_max_bytes,
+        )?;
     }
 
     let commit = Commit::new(0);
@@ -139,6 +147,14 @@ pub(crate) fn open(cfg: LogConfig) -> Result<Inner, StorageError> {
     Ok(draft)
 }
 
+/// The value of the record at the start of `rec`, copied, if it is small enough to cache.
+fn small_value(rec: &[u8], h: record::Header, cache_max: usize) -> Option<Bytes> {
+    (h.kind == Kind::Value && h.value_len <= cache_max).then(|| {
+        let start = record::HEADER_LEN + h.key_len;
+        Bytes::copy_from_slice(&rec[start..start + h.value_len])
+    })
+}
+
 /// Replays `seg` from byte `from` into the index; returns the segment's length after any
 /// torn tail was cut off.
 fn replay(
@@ -147,6 +163,7 @@ fn replay(
     index: &Index,
     floor: &mut Version,
     counts: &OpenCounts,
+    cache_max: usize,
 ) -> Result<u64, StorageError> {
     let err = |e: io::Error| StorageError::from_io(&seg.path, e);
     let len = seg.file.len().map_err(err)?;
@@ -172,6 +189,7 @@ fn replay(
                                 version: h.version,
                                 tombstone,
                                 expires_at_ms: if tombstone { 0 } else { h.expires_at_ms },
+                                cached: small_value(&buf[at..], h, cache_max),
                             },
                         );
                     }

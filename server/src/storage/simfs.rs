@@ -165,6 +165,31 @@ impl SimFs {
         s.faults.clear();
     }
 
+    /// A power cut where the disk had already written part of what was never synced: each
+    /// file that only grew since its last sync keeps its synced bytes plus a prefix of the
+    /// unsynced tail (its length chosen by `seed`), as a torn write leaves it. Everything else
+    /// is as in [`Self::power_cycle`].
+    pub fn power_cycle_torn(&self, seed: u64) {
+        {
+            let mut s = self.lock();
+            let mut x = seed | 1;
+            for inode in s.inodes.values_mut() {
+                // xorshift: a cheap deterministic spread of tail lengths.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let grew = inode.data.len() > inode.durable.len()
+                    && inode.data.starts_with(&inode.durable);
+                if grew {
+                    let extra = inode.data.len() - inode.durable.len();
+                    let keep = inode.durable.len() + (x as usize % (extra + 1));
+                    inode.durable = inode.data[..keep].to_vec();
+                }
+            }
+        }
+        self.power_cycle();
+    }
+
     /// The current (page-cache) bytes of the file at `path`, for tests that corrupt files.
     pub fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
         let s = self.lock();

@@ -301,6 +301,7 @@ fn read_entries(
                 version: Version::new(hlc, node),
                 tombstone: flags == 1,
                 expires_at_ms,
+                cached: None,
             },
         );
     }

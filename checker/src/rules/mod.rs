@@ -1,0 +1,228 @@
+//! The verdict: the rules that judge a history, as pure functions over the parsed model
+//! (no I/O, no clock; time comes from the history's own timestamps).
+//!
+//! The rules, per key (each explained where it is implemented):
+//! - `reads`: every read names a value some put of that key wrote (phantom), not one that
+//!   definitely failed, with that put's one version (version integrity, also: no two writes
+//!   share a version), and no value is read after its expiry beyond the clock offset;
+//! - `convergence`: the replicas' final reads agree; the agreed state was written by an
+//!   acknowledged or unknown-outcome write; no acknowledged write is newer than it (lost write,
+//!   or resurrection when a delete was lost under an older value);
+//! - `staleness`: reported, not failed: stale reads and real-time inversions.
+//!
+//! Deliberately not checked: anything across keys (no transactions), read-your-writes or
+//! monotonic reads during the run (eventual consistency does not promise them), and replica
+//! placement (the history does not say which nodes should hold a key).
+
+pub(crate) mod convergence;
+pub(crate) mod reads;
+pub(crate) mod staleness;
+
+use std::collections::HashSet;
+
+use crate::model::{Model, Op};
+use crate::report::{Anomaly, AnomalyClass, Findings, Report, Summary};
+use crate::{CheckerError, Record};
+
+/// Tuning of the verdict.
+#[derive(Clone, Debug)]
+pub struct CheckConfig {
+    /// Largest difference between any two clocks (nodes' and loadgen's), in ns. Real-time rules
+    /// (expiry, real-time inversion) only judge events further apart than this. Default 500 ms,
+    /// the servers' default `max_clock_offset`.
+    pub max_clock_offset_ns: u64,
+    /// How long the servers keep a tombstone before compaction may drop it, in ns (their
+    /// `tombstone_grace`, default 1 hour). A key whose acknowledged delete left no tombstone on
+    /// any replica is only excused once this has surely passed. Default 1 hour.
+    pub tombstone_grace_ns: u64,
+    /// Anomalies listed per class in the report (all are counted). Default 1000.
+    pub max_listed_per_class: usize,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        Self {
+            max_clock_offset_ns: 500_000_000,
+            tombstone_grace_ns: 3_600_000_000_000,
+            max_listed_per_class: 1000,
+        }
+    }
+}
+
+/// Parses a duration like `500ms`, `1s`, `250us`, `100ns`, `2m`, `1h` or `0` into ns.
+pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` must start with a whole number, like 500ms"))?;
+    let mul = match unit {
+        "" if n == 0 => 1,
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(format!("`{s}`: unit must be one of ns, us, ms, s, m, h")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("`{s}` overflows 64-bit nanoseconds"))
+}
+
+/// Streaming front end: feed rows with [`Checker::add`] as they are read, then [`Checker::finish`].
+#[derive(Debug, Default)]
+pub struct Checker {
+    model: Model,
+    cfg: CheckConfig,
+}
+
+impl Checker {
+    /// A checker with the given configuration.
+    pub fn new(cfg: CheckConfig) -> Self {
+        Self {
+            model: Model::default(),
+            cfg,
+        }
+    }
+
+    /// Adds one row (as read by [`crate::HistoryReader`], with its line number). Fails on a row
+    /// that contradicts an earlier one (a reused op id or value id).
+    pub fn add(&mut self, line: u64, record: Record) -> Result<(), CheckerError> {
+        record.validate(line)?;
+        self.model.add(line, record)
+    }
+
+    /// Runs every rule and returns the report.
+    pub fn finish(self) -> Report {
+        judge(&self.model, &self.cfg)
+    }
+}
+
+/// Checks a whole history: reads every row, then judges. The first unreadable row stops it.
+pub fn check<I>(records: I, cfg: &CheckConfig) -> Result<Report, CheckerError>
+where
+    I: IntoIterator<Item = Result<(u64, Record), CheckerError>>,
+{
+    let mut c = Checker::new(cfg.clone());
+    for r in records {
+        let (line, rec) = r?;
+        c.add(line, rec)?;
+    }
+    Ok(c.finish())
+}
+
+/// Context the rule modules share.
+pub(crate) struct Ctx<'a> {
+    pub model: &'a Model,
+    pub offset: u64,
+    /// [`CheckConfig::tombstone_grace_ns`].
+    pub grace: u64,
+    /// Value ids of unknown-outcome puts observed by some read (their effect is proven).
+    pub applied_unknown: HashSet<u64>,
+}
+
+impl Ctx<'_> {
+    /// Upper bound (ns since run start) of when `put`'s value surely expired: its version was
+    /// stamped before the put completed, plus the TTL, plus the clock offset and 1 ms for the
+    /// millisecond granularity of expiry times.
+    pub fn surely_expired_at(&self, put: &Op) -> Option<u64> {
+        put.ttl_ms.map(|ttl| {
+            put.complete
+                .saturating_add(ttl.saturating_mul(1_000_000))
+                .saturating_add(self.offset)
+                .saturating_add(1_000_000)
+        })
+    }
+
+    /// Earliest time (ns since run start) `put`'s value may have expired.
+    pub fn maybe_expired_at(&self, put: &Op) -> Option<u64> {
+        put.ttl_ms.map(|ttl| {
+            put.invoke
+                .saturating_add(ttl.saturating_mul(1_000_000))
+                .saturating_sub(self.offset)
+                .saturating_sub(1_000_000)
+        })
+    }
+}
+
+fn judge(model: &Model, cfg: &CheckConfig) -> Report {
+    let mut f = Findings::new(cfg.max_listed_per_class);
+    let mut ctx = Ctx {
+        model,
+        offset: cfg.max_clock_offset_ns,
+        grace: cfg.tombstone_grace_ns,
+        applied_unknown: HashSet::new(),
+    };
+    reads::check(&mut ctx, &mut f);
+    let has_final_phase = model.final_reads_count.total() > 0;
+    let writes = model.puts_count.total() + model.deletes_count.total();
+    let mut keys_verified = 0;
+    if has_final_phase {
+        keys_verified = convergence::check(&mut ctx, &mut f);
+    } else if writes > 0 {
+        f.push(AnomalyClass::UnverifiedKey, || Anomaly {
+            class: AnomalyClass::UnverifiedKey,
+            key: String::new(),
+            message: format!(
+                "the history has no final reads, so the convergence of its {} keys cannot be \
+                 verified (record_history needs the quiescent final phase)",
+                model.keys.len()
+            ),
+            ops: Vec::new(),
+            staleness: None,
+        });
+    }
+    staleness::check(&ctx, &mut f);
+    let gets_ok = model.gets_count.ok;
+    let stale = f.count(AnomalyClass::StaleRead);
+    let (counts, anomalies) = f.finish();
+    let valid = counts.iter().all(|(c, n)| !c.is_violation() || *n == 0);
+    Report {
+        summary: Summary {
+            operations: model.operations(),
+            keys: model.keys.len() as u64,
+            keys_verified,
+            replicas: model.replicas.len() as u64,
+            puts: model.puts_count,
+            deletes: model.deletes_count,
+            gets: model.gets_count,
+            final_reads: model.final_reads_count,
+            unknown_writes_applied: ctx.applied_unknown.len() as u64,
+            stale_read_share: if gets_ok == 0 {
+                0.0
+            } else {
+                stale as f64 / gets_ok as f64
+            },
+            max_clock_offset_ms: cfg.max_clock_offset_ns as f64 / 1e6,
+        },
+        counts,
+        anomalies,
+        valid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations_with_units() {
+        let cases = [
+            ("500ms", Ok(500_000_000)),
+            ("1s", Ok(1_000_000_000)),
+            ("250us", Ok(250_000)),
+            ("7ns", Ok(7)),
+            ("0", Ok(0)),
+            ("2m", Ok(120_000_000_000)),
+            ("1h", Ok(3_600_000_000_000)),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_duration_ns(s), want, "{s}");
+        }
+        for bad in ["", "ms", "5", "5d", "1.5s", "99999999999999999999s"] {
+            assert!(parse_duration_ns(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! Cluster figures for the closing note (issue 3, section 7), beside the gRPC ceiling.
+//!
+//! Starts real `kvstore-server` processes on 127.0.0.1 (one node with N=1; three nodes with
+//! N=3 at QUORUM) and, in this process, a bare tonic `Echo` server, then measures with the real
+//! `kvstore-client`: ops/s and p50/p99 latency (HdrHistogram, microsecond resolution) of 1 KB
+//! gets and puts at concurrency 1 and 64, an 80/20 get/put mix on three nodes, and the
+//! replication latency (a unary `Replicate` of 1 KB to one replica, as a coordinator sends it).
+//! Every figure is printed beside the echo ceiling measured in the same run at the same
+//! concurrency, with the ratio, and checked against the targets (N=1 >= 0.9 of echo, N=3
+//! QUORUM 80/20 >= 0.5 of echo).
+//!
+//! Bounded: each case runs `KV_BENCH_SECS` seconds (default 3) after a short warm-up; every
+//! process started is killed (by its pid, via `Child::kill`) when the bench ends or panics.
+//! Run with `cargo bench -p kvstore-server --bench cluster`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use kvstore_client::{Client, ClientConfig, ConsistencyLevel, ReadOptions, WriteOptions, pb};
+use kvstore_proto::limits::GRPC_MESSAGE_LIMIT;
+use tokio::net::TcpListener;
+
+/// Size of every value and echo payload.
+const VALUE_BYTES: usize = 1024;
+/// Keys the workload spreads over (preloaded before gets are measured).
+const KEYS: usize = 1000;
+/// The cluster secret the bench cluster runs with (so internal calls are authenticated, as in
+/// production).
+const SECRET: &str = "bench-secret";
+
+/// The figures of one measured case.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    ops_per_sec: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: u64,
+}
+
+fn case_duration() -> Duration {
+    let secs = std::env::var("KV_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0 && *s <= 60.0)
+        .unwrap_or(3.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// Runs `op` from `concurrency` tasks for the case duration (after a warm-up of a fifth of
+/// it) and returns throughput and latency percentiles. `op(worker, i)` does one operation.
+async fn measure<F, Fut>(concurrency: usize, op: F) -> Figures
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let total = case_duration();
+    let warmup = total / 5;
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + total;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for worker in 0..concurrency {
+        let op = Arc::clone(&op);
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let mut errors = 0u64;
+            let mut ops = 0u64;
+            let mut i = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let ok = op(worker, i).await;
+                i += 1;
+                if t0 >= measure_from {
+                    let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    hist.saturating_record(us.max(1));
+                    ops += 1;
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+            }
+            (hist, ops, errors)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    let (mut ops, mut errors) = (0u64, 0u64);
+    for t in tasks {
+        let (h, o, e) = t.await.expect("worker");
+        hist.add(h).expect("same bounds");
+        ops += o;
+        errors += e;
+    }
+    Figures {
+        ops_per_sec: ops as f64 / total.as_secs_f64(),
+        p50_us: hist.value_at_quantile(0.50),
+        p99_us: hist.value_at_quantile(0.99),
+        errors,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The echo ceiling
+// ------------------------------------------------------------------------------------------
+
+struct EchoService;
+
+#[tonic::async_trait]
+impl pb::echo_server::Echo for EchoService {
+    async fn echo(
+        &self,
+        request: tonic::Request<pb::EchoMessage>,
+    ) -> Result<tonic::Response<pb::EchoMessage>, tonic::Status> {
+        Ok(tonic::Response::new(request.into_inner()))
+    }
+}
+
+/// Serves `Echo` on a free 127.0.0.1 port inside this process; returns its address.
+async fn start_echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+    let addr = listener.local_addr().expect("addr");
+    // Accepted sockets need TCP_NODELAY set here: `Server::tcp_nodelay` only applies to
+    // listeners tonic binds itself. Without it, a lone request waits ~40 ms for a delayed ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let service = pb::echo_server::EchoServer::new(EchoService)
+        .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
+        .max_encoding_message_size(GRPC_MESSAGE_LIMIT);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await
+            .expect("echo server");
+    });
+    addr
+}
+
+async fn echo_case(addr: SocketAddr, concurrency: usize) -> Figures {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("connect echo");
+    let client = pb::echo_client::EchoClient::new(channel);
+    let payload = Bytes::from(vec![b'e'; VALUE_BYTES]);
+    measure(concurrency, move |_, _| {
+        let mut client = client.clone();
+        let payload = payload.clone();
+        async move {
+            client
+                .echo(pb::EchoMessage { payload })
+                .await
+                .is_ok_and(|r| r.into_inner().payload.len() == VALUE_BYTES)
+        }
+    })
+    .await
+}
+
+// ------------------------------------------------------------------------------------------
+// kvstore-server processes
+// ------------------------------------------------------------------------------------------
+
+/// The started server processes; killed (by pid) and reaped on drop, even on a panic.
+struct Cluster {
+    children: Vec<Child>,
+    addrs: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A free 127.0.0.1 port (bound then released: the server binds it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn spawn_node(id: u32, addr: &str, dir: &Path, n: usize, join: Option<&str>) -> Child {
+    let data = dir.join(format!("node{id}"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvstore-server"));
+    cmd.arg("--node-id")
+        .arg(id.to_string())
+        .arg("--listen")
+        .arg(addr)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--replication-factor")
+        .arg(n.to_string())
+        .arg("--fsync")
+        .arg("never")
+        .arg("--cluster-secret")
+        .arg(SECRET)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(seed) = join {
+        cmd.arg("--join").arg(seed);
+    }
+    cmd.spawn().expect("start kvstore-server")
+}
+
+/// Starts `nodes` servers with replication factor `n` and waits until a client sees every
+/// one of them up in the ring.
+async fn start_cluster(nodes: u32, n: usize) -> Cluster {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster {
+        children: Vec::new(),
+        addrs: Vec::new(),
+        _dir: dir,
+    };
+    for id in 1..=nodes {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let seed = cluster.addrs.first().cloned();
+        let dir = cluster._dir.path().to_path_buf();
+        cluster
+            .children
+            .push(spawn_node(id, &addr, &dir, n, seed.as_deref()));
+        cluster.addrs.push(addr);
+        if id == 1 {
+            // Later nodes join through the first: it must be serving.
+            wait_up(&cluster.addrs, 1).await;
+        }
+    }
+    wait_up(&cluster.addrs, nodes as usize).await;
+    cluster
+}
+
+fn client_config(seeds: &[String]) -> ClientConfig {
+    ClientConfig {
+        cluster_secret: Some(SECRET.into()),
+        ..ClientConfig::with_seeds(seeds.iter().cloned())
+    }
+}
+
+/// Waits (up to 60 s: other builds may be running) until the ring shows `want` members up.
+async fn wait_up(seeds: &[String], want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match Client::connect(client_config(seeds)).await {
+            Ok(client) => match client.ring().await {
+                Ok(ring) => {
+                    let up = ring
+                        .members
+                        .iter()
+                        .filter(|m| m.state == pb::MemberState::Up as i32)
+                        .count();
+                    if up >= want {
+                        return;
+                    }
+                    last = format!("{up} of {want} members up");
+                }
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cluster not up within 60 s: {last}");
+}
+
+fn key(i: u64) -> String {
+    format!("bench-{:06}", i % KEYS as u64)
+}
+
+async fn preload(client: &Client, consistency: ConsistencyLevel) {
+    let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
+    let opts = WriteOptions {
+        consistency: Some(consistency),
+        ttl_ms: None,
+    };
+    for i in 0..KEYS as u64 {
+        client
+            .put(&key(i), value.clone(), opts)
+            .await
+            .expect("preload put");
+    }
+}
+
+/// Which operations a case issues.
+#[derive(Clone, Copy)]
+enum Mix {
+    Get,
+    Put,
+    /// Percentage of gets; the rest are puts.
+    ReadHeavy(u64),
+}
+
+async fn kv_case(
+    client: &Client,
+    consistency: ConsistencyLevel,
+    mix: Mix,
+    concurrency: usize,
+) -> Figures {
+    let client = client.clone();
+    let value = Bytes::from(vec![b'w'; VALUE_BYTES]);
+    measure(concurrency, move |worker, i| {
+        let client = client.clone();
+        let value = value.clone();
+        // Spread workers over the key space; the sequence makes the mix deterministic.
+        let n = i.wrapping_mul(7919).wrapping_add(worker as u64 * 104_729);
+        let is_get = match mix {
+            Mix::Get => true,
+            Mix::Put => false,
+            Mix::ReadHeavy(pct) => n % 100 < pct,
+        };
+        async move {
+            let k = key(n);
+            if is_get {
+                let opts = ReadOptions {
+                    consistency: Some(consistency),
+                };
+                client.get(&k, opts).await.is_ok()
+            } else {
+                let opts = WriteOptions {
+                    consistency: Some(consistency),
+                    ttl_ms: None,
+                };
+                client.put(&k, value, opts).await.is_ok()
+            }
+        }
+    })
+    .await
+}
+
+/// Coordinator-to-replica acknowledgement latency: one unary `Replicate` of 1 KB to a node, as
+/// a coordinator sends it (sequential, concurrency 1), with a fresh version each time.
+async fn replication_case(addr: &str) -> Figures {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("connect node");
+    let client = pb::node_internal_client::NodeInternalClient::new(channel);
+    let value = Bytes::from(vec![b'r'; VALUE_BYTES]);
+    let secret: tonic::metadata::MetadataValue<_> = SECRET.parse().expect("ascii");
+    measure(1, move |_, i| {
+        let mut client = client.clone();
+        let value = value.clone();
+        let secret = secret.clone();
+        async move {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let hlc = (now_ms << 16) | (i & 0xFFFF);
+            let version = pb::Version { hlc, node: 99 };
+            let mut req = tonic::Request::new(pb::ReplicateRequest {
+                key: format!("repl-{}", i % KEYS as u64),
+                value,
+                timestamp: hlc,
+                version: Some(version),
+                tombstone: false,
+                expires_at_ms: 0,
+            });
+            req.metadata_mut()
+                .insert(kvstore_proto::CLUSTER_SECRET_HEADER, secret);
+            client
+                .replicate(req)
+                .await
+                .is_ok_and(|r| r.into_inner().success)
+        }
+    })
+    .await
+}
+
+// ------------------------------------------------------------------------------------------
+// Report
+// ------------------------------------------------------------------------------------------
+
+struct Row {
+    name: String,
+    concurrency: usize,
+    figures: Figures,
+}
+
+fn print_table(rows: &[Row], echo: &[(usize, Figures)]) {
+    println!();
+    println!(
+        "{:<34} {:>4} {:>10} {:>9} {:>9} {:>7} | {:>10} {:>9} {:>9} | {:>6}",
+        "case",
+        "conc",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "echo ops/s",
+        "echo p50",
+        "echo p99",
+        "ratio"
+    );
+    for row in rows {
+        let f = row.figures;
+        let (e_ops, e_p50, e_p99, ratio) = match echo.iter().find(|(c, _)| *c == row.concurrency) {
+            Some((_, e)) => (
+                format!("{:.0}", e.ops_per_sec),
+                ms(e.p50_us),
+                ms(e.p99_us),
+                format!("{:.2}", f.ops_per_sec / e.ops_per_sec),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{:<34} {:>4} {:>10.0} {:>9} {:>9} {:>7} | {:>10} {:>9} {:>9} | {:>6}",
+            row.name,
+            row.concurrency,
+            f.ops_per_sec,
+            ms(f.p50_us),
+            ms(f.p99_us),
+            f.errors,
+            e_ops,
+            e_p50,
+            e_p99,
+            ratio
+        );
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+fn ratio_of(rows: &[Row], echo: &[(usize, Figures)], name: &str, conc: usize) -> Option<f64> {
+    let row = rows
+        .iter()
+        .find(|r| r.name == name && r.concurrency == conc)?;
+    let (_, e) = echo.iter().find(|(c, _)| *c == conc)?;
+    Some(row.figures.ops_per_sec / e.ops_per_sec)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a name filter is accepted and ignored (one bench).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let secs = case_duration().as_secs_f64();
+    println!("kvstore cluster figures: 1 KB values, {secs:.1} s per case, 127.0.0.1");
+    let echo_addr = start_echo().await;
+    let mut echo = Vec::new();
+    for conc in [1, 64] {
+        let f = echo_case(echo_addr, conc).await;
+        println!(
+            "echo c={conc}: {:.0} ops/s p50 {} ms",
+            f.ops_per_sec,
+            ms(f.p50_us)
+        );
+        echo.push((conc, f));
+    }
+    let mut rows = Vec::new();
+
+    // One node, N=1.
+    {
+        let cluster = start_cluster(1, 1).await;
+        let client = Client::connect(client_config(&cluster.addrs))
+            .await
+            .expect("client");
+        preload(&client, ConsistencyLevel::One).await;
+        for (label, mix) in [("N=1 get", Mix::Get), ("N=1 put", Mix::Put)] {
+            for conc in [1, 64] {
+                let f = kv_case(&client, ConsistencyLevel::One, mix, conc).await;
+                println!("{label} c={conc}: {:.0} ops/s", f.ops_per_sec);
+                rows.push(Row {
+                    name: label.into(),
+                    concurrency: conc,
+                    figures: f,
+                });
+            }
+        }
+    }
+
+    // Three nodes, N=3, QUORUM.
+    {
+        let cluster = start_cluster(3, 3).await;
+        let client = Client::connect(client_config(&cluster.addrs))
+            .await
+            .expect("client");
+        preload(&client, ConsistencyLevel::Quorum).await;
+        for (label, mix) in [
+            ("N=3 QUORUM get", Mix::Get),
+            ("N=3 QUORUM put", Mix::Put),
+            ("N=3 QUORUM 80/20 get/put", Mix::ReadHeavy(80)),
+        ] {
+            for conc in [1, 64] {
+                let f = kv_case(&client, ConsistencyLevel::Quorum, mix, conc).await;
+                println!("{label} c={conc}: {:.0} ops/s", f.ops_per_sec);
+                rows.push(Row {
+                    name: label.into(),
+                    concurrency: conc,
+                    figures: f,
+                });
+            }
+        }
+        let f = replication_case(&cluster.addrs[1]).await;
+        rows.push(Row {
+            name: "replication ack (unary Replicate)".into(),
+            concurrency: 1,
+            figures: f,
+        });
+    }
+
+    print_table(&rows, &echo);
+    println!();
+    let targets = [
+        ("N=1 get", 64, 0.9),
+        ("N=1 put", 64, 0.9),
+        ("N=3 QUORUM 80/20 get/put", 64, 0.5),
+    ];
+    for (name, conc, target) in targets {
+        match ratio_of(&rows, &echo, name, conc) {
+            Some(r) => println!(
+                "target {name} c={conc}: {r:.2} of echo (target >= {target}): {}",
+                if r >= target { "met" } else { "MISSED" }
+            ),
+            None => println!("target {name} c={conc}: not measured"),
+        }
+    }
+}
