@@ -301,7 +301,7 @@ fn percentiles(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())
+        .build_cartesian_2d(0f64..x_max + 0.12, (y_min..y_max).log_scale())
         .map_err(|e| err(path, e))?;
     chart
         .configure_mesh()
