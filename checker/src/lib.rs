@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fasthash;
 pub mod history;
 pub mod value_id;
 

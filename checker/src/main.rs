@@ -154,7 +154,7 @@ fn read_and_check(
     while let Some((line, rec)) = reader.next_record()? {
         checker.add(line, rec)?;
     }
-    Ok(checker.finish())
+    Ok(checker.finish()?)
 }
 
 fn synth(

@@ -165,6 +165,10 @@ pub struct Summary {
     pub stale_read_share: f64,
     /// The clock offset used, ms.
     pub max_clock_offset_ms: f64,
+    /// From the last run operation's completion to the first final read, ms: the time loadgen
+    /// spent healing and waiting for convergence (hints drained, members up). `None` without a
+    /// final phase.
+    pub quiesce_ms: Option<f64>,
 }
 
 /// The verdict: summary, per-class counts, listed anomalies.
@@ -229,6 +233,12 @@ impl Report {
             s.stale_read_share * 100.0,
             s.max_clock_offset_ms
         );
+        if let Some(q) = s.quiesce_ms {
+            let _ = writeln!(
+                o,
+                "  final phase began {q:.0} ms after the last operation (healing + convergence wait)"
+            );
+        }
         let _ = writeln!(o, "anomalies:");
         for (class, n) in &self.counts {
             let tag = if class.is_violation() {

@@ -188,11 +188,12 @@ fn the_checker_passes_the_normal_build_and_names_each_injected_fault() {
     assert_eq!(code, 1);
     assert!(listed(&r, "lost_write", "put") > 0, "{r:#}");
 
-    // LWW broken: replicas keep the first version they stored.
+    // LWW broken: replicas keep the first version they stored, so they end on different
+    // versions (or all on an old one, losing the newer acknowledged writes).
     let (code, r) = run_and_verify(dir.path(), "keep_older", &faulty, &["--fault-keep-older"]);
     assert_eq!(code, 1);
     assert!(
-        count(&r, "lost_write") + count(&r, "resurrection") > 0,
+        count(&r, "divergence") + count(&r, "lost_write") + count(&r, "resurrection") > 0,
         "{r:#}"
     );
 

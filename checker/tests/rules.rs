@@ -136,9 +136,10 @@ fn cases() -> Vec<Case> {
         case(
             "lost write: a tombstone gone from every replica before its grace period",
             "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
-             2,0,n1,delete,a,,,ok,2000000,3000000,20,1,,,\n"
+             2,0,n1,delete,a,,,ok,2000000,3000000,15,1,,,\n\
+             3,0,n1,delete,a,,,ok,4000000,5000000,20,1,,,\n"
                 .to_string()
-                + &finals(3, "a", ",false,,"),
+                + &finals(4, "a", ",false,,"),
             &[(C::LostWrite, 1)],
         ),
         case(
@@ -520,6 +521,8 @@ fn summary_counts_outcomes_and_applied_unknown_writes() {
     assert_eq!(s.gets.ok, 1);
     assert_eq!(s.final_reads.ok, 3);
     assert_eq!(s.unknown_writes_applied, 1);
+    // Last run operation completes at 11 ms, final reads start at 9 s.
+    assert_eq!(s.quiesce_ms, Some(8989.0));
     assert!(report.valid, "{}", report.render_text(5));
 }
 

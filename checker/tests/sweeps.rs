@@ -114,7 +114,7 @@ fn sweeps_agree_with_brute_force() {
         for (i, r) in recs.iter().enumerate() {
             c.add(i as u64 + 2, r.clone()).expect("valid row");
         }
-        let report = c.finish();
+        let report = c.finish().expect("unique op ids");
         assert_eq!(
             report.count(AnomalyClass::StaleRead),
             brute_stale(&recs),

@@ -42,6 +42,22 @@ struct Figures {
     errors: u64,
 }
 
+/// Prints one case as it completes and keeps it for the table.
+fn record(rows: &mut Vec<Row>, name: &str, concurrency: usize, figures: Figures, echo: Figures) {
+    println!(
+        "{name} c={concurrency}: {:.0} ops/s p50 {} ms (echo {:.0} ops/s)",
+        figures.ops_per_sec,
+        ms(figures.p50_us),
+        echo.ops_per_sec
+    );
+    rows.push(Row {
+        name: name.into(),
+        concurrency,
+        figures,
+        echo,
+    });
+}
+
 fn case_duration() -> Duration {
     let secs = std::env::var("KV_BENCH_SECS")
         .ok()
@@ -123,24 +139,36 @@ impl pb::echo_server::Echo for EchoService {
     }
 }
 
-/// Serves `Echo` on a free 127.0.0.1 port inside this process; returns its address.
-async fn start_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
-    let addr = listener.local_addr().expect("addr");
-    // Accepted sockets need TCP_NODELAY set here: `Server::tcp_nodelay` only applies to
-    // listeners tonic binds itself. Without it, a lone request waits ~40 ms for a delayed ACK.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let service = pb::echo_server::EchoServer::new(EchoService)
-        .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
-        .max_encoding_message_size(GRPC_MESSAGE_LIMIT);
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(incoming)
-            .await
-            .expect("echo server");
+/// Serves `Echo` on a free 127.0.0.1 port, on its own runtime and threads (as a separate
+/// server process would have), so the ceiling is not starved by the bench's client tasks.
+fn start_echo() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("echo runtime");
+        runtime.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+            tx.send(listener.local_addr().expect("addr"))
+                .expect("report addr");
+            // Accepted sockets need TCP_NODELAY set here: `Server::tcp_nodelay` only applies
+            // to listeners tonic binds itself. Without it a lone request waits ~40 ms for a
+            // delayed ACK.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let service = pb::echo_server::EchoServer::new(EchoService)
+                .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
+                .max_encoding_message_size(GRPC_MESSAGE_LIMIT);
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+                .expect("echo server");
+        });
     });
-    addr
+    rx.recv().expect("echo server address")
 }
 
 async fn echo_case(addr: SocketAddr, concurrency: usize) -> Figures {
@@ -185,21 +213,15 @@ impl Drop for Cluster {
     }
 }
 
-/// A free 127.0.0.1 port (bound then released: the server binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn spawn_node(id: u32, addr: &str, dir: &Path, n: usize, join: Option<&str>) -> Child {
+/// Starts one node on a free port (`--listen 127.0.0.1:0`) and waits for its `ready` line;
+/// returns the process and the address it printed.
+fn spawn_node(id: u32, dir: &Path, n: usize, join: Option<&str>) -> (Child, String) {
     let data = dir.join(format!("node{id}"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvstore-server"));
     cmd.arg("--node-id")
         .arg(id.to_string())
         .arg("--listen")
-        .arg(addr)
+        .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(&data)
         .arg("--replication-factor")
@@ -210,35 +232,56 @@ fn spawn_node(id: u32, addr: &str, dir: &Path, n: usize, join: Option<&str>) -> 
         .arg(SECRET)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if let Some(seed) = join {
         cmd.arg("--join").arg(seed);
     }
-    cmd.spawn().expect("start kvstore-server")
+    let mut child = cmd.spawn().expect("start kvstore-server");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            // Keep draining so the server never blocks on a full pipe.
+            let _ = tx.send(line);
+        }
+    });
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut addr = None;
+    loop {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with("listening on ") => {
+                addr = Some(line["listening on ".len()..].trim().to_string());
+            }
+            Ok(line) if line.trim() == "ready" && addr.is_some() => break,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kvstore-server {id} not ready within 60 s");
+            }
+        }
+    }
+    (child, addr.expect("checked"))
 }
 
-/// Starts `nodes` servers with replication factor `n` and waits until a client sees every
-/// one of them up in the ring.
+/// Starts `nodes` servers with replication factor `n` (node 1 first, the others joining it)
+/// and waits until a client sees every one of them up in the ring.
 async fn start_cluster(nodes: u32, n: usize) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
     let mut cluster = Cluster {
         children: Vec::new(),
         addrs: Vec::new(),
         _dir: dir,
     };
     for id in 1..=nodes {
-        let addr = format!("127.0.0.1:{}", free_port());
         let seed = cluster.addrs.first().cloned();
-        let dir = cluster._dir.path().to_path_buf();
-        cluster
-            .children
-            .push(spawn_node(id, &addr, &dir, n, seed.as_deref()));
+        let (child, addr) = spawn_node(id, &path, n, seed.as_deref());
+        cluster.children.push(child);
         cluster.addrs.push(addr);
-        if id == 1 {
-            // Later nodes join through the first: it must be serving.
-            wait_up(&cluster.addrs, 1).await;
-        }
     }
     wait_up(&cluster.addrs, nodes as usize).await;
     cluster
@@ -391,12 +434,15 @@ struct Row {
     name: String,
     concurrency: usize,
     figures: Figures,
+    /// The echo ceiling at the same concurrency, measured just before this case (the machine
+    /// is shared: a paired measurement keeps the ratio honest when the load changes).
+    echo: Figures,
 }
 
-fn print_table(rows: &[Row], echo: &[(usize, Figures)]) {
+fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "{:<34} {:>4} {:>10} {:>9} {:>9} {:>7} | {:>10} {:>9} {:>9} | {:>6}",
+        "{:<34} {:>4} {:>10} {:>9} {:>9} {:>6} | {:>10} {:>9} {:>9} | {:>6}",
         "case",
         "conc",
         "ops/s",
@@ -409,28 +455,19 @@ fn print_table(rows: &[Row], echo: &[(usize, Figures)]) {
         "ratio"
     );
     for row in rows {
-        let f = row.figures;
-        let (e_ops, e_p50, e_p99, ratio) = match echo.iter().find(|(c, _)| *c == row.concurrency) {
-            Some((_, e)) => (
-                format!("{:.0}", e.ops_per_sec),
-                ms(e.p50_us),
-                ms(e.p99_us),
-                format!("{:.2}", f.ops_per_sec / e.ops_per_sec),
-            ),
-            None => ("-".into(), "-".into(), "-".into(), "-".into()),
-        };
+        let (f, e) = (row.figures, row.echo);
         println!(
-            "{:<34} {:>4} {:>10.0} {:>9} {:>9} {:>7} | {:>10} {:>9} {:>9} | {:>6}",
+            "{:<34} {:>4} {:>10.0} {:>9} {:>9} {:>6} | {:>10.0} {:>9} {:>9} | {:>6.2}",
             row.name,
             row.concurrency,
             f.ops_per_sec,
             ms(f.p50_us),
             ms(f.p99_us),
             f.errors,
-            e_ops,
-            e_p50,
-            e_p99,
-            ratio
+            e.ops_per_sec,
+            ms(e.p50_us),
+            ms(e.p99_us),
+            f.ops_per_sec / e.ops_per_sec
         );
     }
 }
@@ -439,12 +476,11 @@ fn ms(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)
 }
 
-fn ratio_of(rows: &[Row], echo: &[(usize, Figures)], name: &str, conc: usize) -> Option<f64> {
+fn ratio_of(rows: &[Row], name: &str, conc: usize) -> Option<f64> {
     let row = rows
         .iter()
         .find(|r| r.name == name && r.concurrency == conc)?;
-    let (_, e) = echo.iter().find(|(c, _)| *c == conc)?;
-    Some(row.figures.ops_per_sec / e.ops_per_sec)
+    Some(row.figures.ops_per_sec / row.echo.ops_per_sec)
 }
 
 fn main() {
@@ -459,17 +495,7 @@ fn main() {
 async fn run() {
     let secs = case_duration().as_secs_f64();
     println!("kvstore cluster figures: 1 KB values, {secs:.1} s per case, 127.0.0.1");
-    let echo_addr = start_echo().await;
-    let mut echo = Vec::new();
-    for conc in [1, 64] {
-        let f = echo_case(echo_addr, conc).await;
-        println!(
-            "echo c={conc}: {:.0} ops/s p50 {} ms",
-            f.ops_per_sec,
-            ms(f.p50_us)
-        );
-        echo.push((conc, f));
-    }
+    let echo_addr = start_echo();
     let mut rows = Vec::new();
 
     // One node, N=1.
@@ -481,18 +507,15 @@ async fn run() {
         preload(&client, ConsistencyLevel::One).await;
         for (label, mix) in [("N=1 get", Mix::Get), ("N=1 put", Mix::Put)] {
             for conc in [1, 64] {
+                let echo = echo_case(echo_addr, conc).await;
                 let f = kv_case(&client, ConsistencyLevel::One, mix, conc).await;
-                println!("{label} c={conc}: {:.0} ops/s", f.ops_per_sec);
-                rows.push(Row {
-                    name: label.into(),
-                    concurrency: conc,
-                    figures: f,
-                });
+                record(&mut rows, label, conc, f, echo);
             }
         }
     }
 
     // Three nodes, N=3, QUORUM.
+    let mut server_reported = Vec::new();
     {
         let cluster = start_cluster(3, 3).await;
         let client = Client::connect(client_config(&cluster.addrs))
@@ -505,24 +528,34 @@ async fn run() {
             ("N=3 QUORUM 80/20 get/put", Mix::ReadHeavy(80)),
         ] {
             for conc in [1, 64] {
+                let echo = echo_case(echo_addr, conc).await;
                 let f = kv_case(&client, ConsistencyLevel::Quorum, mix, conc).await;
-                println!("{label} c={conc}: {:.0} ops/s", f.ops_per_sec);
-                rows.push(Row {
-                    name: label.into(),
-                    concurrency: conc,
-                    figures: f,
-                });
+                record(&mut rows, label, conc, f, echo);
             }
         }
+        let echo = echo_case(echo_addr, 1).await;
         let f = replication_case(&cluster.addrs[1]).await;
-        rows.push(Row {
-            name: "replication ack (unary Replicate)".into(),
-            concurrency: 1,
-            figures: f,
-        });
+        record(&mut rows, "replication ack (unary Replicate)", 1, f, echo);
+        for addr in &cluster.addrs {
+            match client.status(addr).await {
+                Ok(status) => server_reported.push((addr.clone(), status)),
+                Err(e) => println!("status of {addr}: {e}"),
+            }
+        }
     }
 
-    print_table(&rows, &echo);
+    print_table(&rows);
+    println!();
+    println!("replication latency as the coordinators measured it (stream send -> peer ack):");
+    for (addr, s) in &server_reported {
+        println!(
+            "  node {} ({addr}): {} acks, p50 {} ms, p99 {} ms",
+            s.node_id,
+            s.replication_acks,
+            ms(s.replication_p50_us),
+            ms(s.replication_p99_us)
+        );
+    }
     println!();
     let targets = [
         ("N=1 get", 64, 0.9),
@@ -530,7 +563,7 @@ async fn run() {
         ("N=3 QUORUM 80/20 get/put", 64, 0.5),
     ];
     for (name, conc, target) in targets {
-        match ratio_of(&rows, &echo, name, conc) {
+        match ratio_of(&rows, name, conc) {
             Some(r) => println!(
                 "target {name} c={conc}: {r:.2} of echo (target >= {target}): {}",
                 if r >= target { "met" } else { "MISSED" }

@@ -11,6 +11,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use kvstore_server::storage::{Engine, Entry, FsyncPolicy, Log, LogConfig, Version};
 
 static CLOCK: AtomicU64 = AtomicU64::new(1 << 20);
+/// Puts made, to report how many each fdatasync covered.
+static PUTS: AtomicU64 = AtomicU64::new(0);
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -24,6 +26,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(8));
     for writers in [1u64, 8, 64] {
+        let (puts_before, syncs_before) = (PUTS.load(Ordering::Relaxed), log.group_syncs());
         g.bench_function(
             BenchmarkId::new("put_100B", format!("{writers}writers")),
             |b| {
@@ -38,6 +41,7 @@ fn bench(c: &mut Criterion) {
                                     let v = Version::new(CLOCK.fetch_add(1, Ordering::Relaxed), 1);
                                     let k = format!("w{w}-{}", i % 1000);
                                     log.apply(&k, Entry::value(value.clone(), v)).unwrap();
+                                    PUTS.fetch_add(1, Ordering::Relaxed);
                                 }
                             });
                         }
@@ -48,6 +52,12 @@ fn bench(c: &mut Criterion) {
                         .mul_f64(iters as f64 / (each * writers) as f64)
                 })
             },
+        );
+        let puts = PUTS.load(Ordering::Relaxed) - puts_before;
+        let syncs = log.group_syncs() - syncs_before;
+        eprintln!(
+            "{writers} writers: {puts} puts, {syncs} fdatasyncs, {:.1} puts per fdatasync",
+            puts as f64 / syncs.max(1) as f64
         );
     }
     g.finish();

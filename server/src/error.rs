@@ -78,6 +78,10 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// The request is valid but not in this node's current state (e.g. a leave asked of a
+    /// node that is not up).
+    #[error("{0}")]
+    Precondition(String),
     /// Joining or leaving the cluster failed.
     #[error("membership: {0}")]
     Membership(String),

@@ -301,3 +301,38 @@ fn max_version_floor_survives_a_power_cut_after_compaction_dropped_its_record() 
     let log = Log::open(sim_config(&fs)).unwrap();
     assert_eq!(log.max_version(), ver(NOW + 500, 0, 3));
 }
+
+#[test]
+fn interval_fsync_makes_writes_durable_without_a_flush_and_never_does_not() {
+    // `interval`: the background thread syncs; once it has, a power cut keeps the write.
+    let fs = SimFs::new();
+    let mut cfg = sim_config(&fs);
+    cfg.fsync = FsyncPolicy::Interval(std::time::Duration::from_millis(10));
+    let log = Log::open(cfg.clone()).unwrap();
+    log.apply("a", val("a", 1, 1)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while log.group_syncs() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interval thread never synced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    fs.power_cycle(); // the machine dies with the engine still open
+    drop(log);
+    let log = Log::open(cfg).unwrap();
+    assert_eq!(read(&log, "a").as_deref(), Some("a"));
+    drop(log);
+
+    // `never`: nothing syncs the record, so a power cut loses it (a clean close would not).
+    let fs = SimFs::new();
+    let mut cfg = sim_config(&fs);
+    cfg.fsync = FsyncPolicy::Never;
+    let log = Log::open(cfg.clone()).unwrap();
+    log.apply("b", val("b", 1, 1)).unwrap();
+    assert_eq!(log.group_syncs(), 0);
+    fs.power_cycle();
+    drop(log);
+    let log = Log::open(cfg).unwrap();
+    assert_eq!(read(&log, "b"), None);
+}

@@ -361,8 +361,8 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
         })
         .map(|d| d.complete)
         .max();
-    // With nothing left, a put older than an acknowledged delete is rightly gone; the delete
-    // itself is judged by its grace period.
+    // With nothing left, any write older than the newest acknowledged delete is rightly gone
+    // (superseded); that delete itself is judged by its grace period.
     let newest_delete = key
         .ops
         .iter()
@@ -374,7 +374,7 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
         if floor.is_some_and(|fl| vw <= fl) {
             continue;
         }
-        if all_nothing && w.kind == OpKind::Put && newest_delete.is_some_and(|d| vw < d) {
+        if all_nothing && newest_delete.is_some_and(|d| vw < d) {
             continue;
         }
         if all_nothing

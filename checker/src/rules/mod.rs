@@ -18,7 +18,7 @@ pub(crate) mod convergence;
 pub(crate) mod reads;
 pub(crate) mod staleness;
 
-use std::collections::HashSet;
+use crate::fasthash::FastSet as HashSet;
 
 use crate::model::{Model, Op};
 use crate::report::{Anomaly, AnomalyClass, Findings, Report, Summary};
@@ -94,9 +94,11 @@ impl Checker {
         self.model.add(line, record)
     }
 
-    /// Runs every rule and returns the report.
-    pub fn finish(self) -> Report {
-        judge(&self.model, &self.cfg)
+    /// Runs every rule and returns the report. Fails when two rows share an op_id (checked
+    /// here, once every row is in).
+    pub fn finish(mut self) -> Result<Report, CheckerError> {
+        self.model.seal()?;
+        Ok(judge(&self.model, &self.cfg))
     }
 }
 
@@ -110,7 +112,7 @@ where
         let (line, rec) = r?;
         c.add(line, rec)?;
     }
-    Ok(c.finish())
+    c.finish()
 }
 
 /// Context the rule modules share.
@@ -153,7 +155,7 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
         model,
         offset: cfg.max_clock_offset_ns,
         grace: cfg.tombstone_grace_ns,
-        applied_unknown: HashSet::new(),
+        applied_unknown: HashSet::default(),
     };
     reads::check(&mut ctx, &mut f);
     let has_final_phase = model.final_reads_count.total() > 0;
@@ -196,11 +198,27 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
                 stale as f64 / gets_ok as f64
             },
             max_clock_offset_ms: cfg.max_clock_offset_ns as f64 / 1e6,
+            quiesce_ms: quiesce_ms(model),
         },
         counts,
         anomalies,
         valid,
     }
+}
+
+/// First final read's start minus the last run operation's completion, in ms.
+fn quiesce_ms(model: &Model) -> Option<f64> {
+    let mut last_op = None::<u64>;
+    let mut first_final = None::<u64>;
+    for op in model.keys.iter().flat_map(|k| &k.ops) {
+        if op.kind == crate::OpKind::FinalRead {
+            first_final = Some(first_final.map_or(op.invoke, |f| f.min(op.invoke)));
+        } else {
+            last_op = Some(last_op.map_or(op.complete, |l| l.max(op.complete)));
+        }
+    }
+    let (last, first) = (last_op?, first_final?);
+    Some(first.saturating_sub(last) as f64 / 1e6)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! Final reads of one replica are checked for version integrity and expiry values here; whether
 //! their value was legitimately written is the convergence rule's "winner" question.
 
-use std::collections::{HashMap, HashSet};
+use crate::fasthash::{FastMap as HashMap, FastSet as HashSet};
 
 use kvstore_proto::Version;
 
@@ -42,7 +42,7 @@ struct Seen {
 
 pub(crate) fn check(ctx: &mut Ctx<'_>, f: &mut Findings) {
     let model = ctx.model;
-    let mut by_version: HashMap<Version, Seen> = HashMap::new();
+    let mut by_version: HashMap<Version, Seen> = HashMap::default();
     // Acknowledged writes first: their versions are facts.
     for (k, key) in model.keys.iter().enumerate() {
         for (i, op) in key.ops.iter().enumerate() {
@@ -81,8 +81,8 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, f: &mut Findings) {
     }
 
     // Versions inferred for unknown-outcome puts from the first read of their value.
-    let mut inferred: HashMap<u64, (Version, u32, u32)> = HashMap::new();
-    let mut reported: HashSet<(u64, Version)> = HashSet::new();
+    let mut inferred: HashMap<u64, (Version, u32, u32)> = HashMap::default();
+    let mut reported: HashSet<(u64, Version)> = HashSet::default();
     for (k, key) in model.keys.iter().enumerate() {
         for (i, op) in key.ops.iter().enumerate() {
             if !op.is_ok_read() {

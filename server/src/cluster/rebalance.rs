@@ -265,7 +265,7 @@ pub fn scan_ranges(
 pub async fn leave(shared: &Arc<Shared>) -> Result<u64> {
     let status = shared.view().my_status;
     if status != Status::Up {
-        return Err(membership(format!(
+        return Err(Error::Precondition(format!(
             "node {} is {} and cannot start leaving",
             shared.id(),
             status.name()

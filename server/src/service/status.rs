@@ -7,7 +7,7 @@
 //! | replicas asked, fewer than needed acked, none wrote | UNAVAILABLE | failed |
 //! | some replicas wrote, fewer than W, or the deadline passed | DEADLINE_EXCEEDED | unknown |
 //! | node leaving | UNAVAILABLE (the client goes elsewhere) | failed |
-//! | clock skew refusal | FAILED_PRECONDITION | failed |
+//! | clock skew refusal, leave of a node not up | FAILED_PRECONDITION | failed |
 //! | storage or other internal failure | INTERNAL | unknown for writes |
 //!
 //! The `kv-outcome` metadata is what the client uses to tell a definite failure from an
@@ -36,7 +36,7 @@ pub fn to_status(err: &Error, op: Op) -> Status {
         Error::Unavailable { .. } | Error::NodeLeaving { .. } => (Code::Unavailable, false),
         Error::NotEnoughReplicas { .. } if err.outcome_unknown() => (Code::DeadlineExceeded, true),
         Error::NotEnoughReplicas { .. } => (Code::Unavailable, false),
-        Error::Clock(_) => (Code::FailedPrecondition, false),
+        Error::Clock(_) | Error::Precondition(_) => (Code::FailedPrecondition, false),
         Error::Peer { .. } => (Code::Unavailable, true),
         Error::Storage(_) | Error::Membership(_) | Error::Locked { .. } | Error::Io { .. } => {
             (Code::Internal, true)

@@ -11,7 +11,7 @@
 //! when to sync; the caller supplies what to sync.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::StorageError;
@@ -38,6 +38,8 @@ pub struct Commit {
     state: Mutex<State>,
     cv: Condvar,
     poisoned: AtomicBool,
+    /// Group-commit syncs led so far.
+    syncs: AtomicU64,
 }
 
 /// What a sync leader syncs: the target sequence number and an action that makes it durable.
@@ -77,6 +79,11 @@ impl Commit {
         }
     }
 
+    /// Group-commit syncs performed so far (each may cover many writes).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
     /// Records that everything up to `seq` is durable (a segment was synced when sealed).
     pub fn mark_synced(&self, seq: u64) {
         let mut s = self.lock();
@@ -105,6 +112,7 @@ impl Commit {
             s.leader = true;
             drop(s);
             let (covered, result) = target()();
+            self.syncs.fetch_add(1, Ordering::Relaxed);
             s = self.lock();
             s.leader = false;
             match result {
@@ -132,7 +140,6 @@ fn poisoned(p: &Poison) -> StorageError {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::sync::atomic::AtomicU64;
 
     #[test]
     fn every_waiter_returns_only_after_a_sync_covering_it_and_a_failed_sync_poisons() {

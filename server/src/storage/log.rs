@@ -140,6 +140,12 @@ impl Log {
         &self.inner.cfg
     }
 
+    /// Group-commit fdatasyncs performed since open (each may cover many writes): with
+    /// `always`, writes divided by this is the group-commit batching factor.
+    pub fn group_syncs(&self) -> u64 {
+        self.inner.commit.syncs()
+    }
+
     /// Whether compaction would reclaim enough to be worth it: dead bytes above both
     /// `compaction_min_dead_bytes` and `compaction_dead_ratio` of all segment bytes.
     pub fn compaction_due(&self) -> bool {
