@@ -19,18 +19,6 @@ pub enum LoadgenError {
     /// A node process could not be started, or the cluster did not form in time.
     #[error("cluster: {0}")]
     Cluster(String),
-    /// A fault could not be applied.
-    #[error("fault at {at_s} s ({action} node {node}): {why}")]
-    Fault {
-        /// When it was scheduled, in seconds of the measured phase.
-        at_s: f64,
-        /// kill, restart, pause or resume.
-        action: &'static str,
-        /// The node index.
-        node: u32,
-        /// What went wrong.
-        why: String,
-    },
     /// The load phase failed (too many errors to leave a meaningful key space).
     #[error("load phase: {0}")]
     Load(String),

@@ -5,8 +5,9 @@
 //! node, or to the end of the run. *Before* is the time since the previous fault ended (or the
 //! start), *after* the time until the next fault begins (or the end). A second belongs to the
 //! window that contains its middle. *Recovery* is the number of seconds from the fault's end to
-//! the start of the first second whose throughput is back at 90% of *before* with no errors;
-//! empty when that never happens within the run.
+//! the start of the first second (after the end, by its middle) whose throughput is back at 90%
+//! of *before* with no errors, so 0 means "the first second after healing was already healthy";
+//! its resolution is one second. Empty when that never happens within the run.
 //!
 //! Pure computation over the per-second measurements; [`write`] saves `phases.csv`.
 
@@ -130,7 +131,8 @@ pub fn compute(m: &Measurements, events: &[FaultEvent], measured_seconds: u64) -
                 None => Window::default(),
             };
             let recovery_s = end.and_then(|e| {
-                let first = e.ceil() as u64;
+                // Like the windows: a second is after the heal when its middle is.
+                let first = (e - 0.5).ceil().max(0.0) as u64;
                 (first..measured_seconds.min(m.seconds.len() as u64)).find_map(|s| {
                     let st = m.second_overall(s as usize);
                     (st.ok as f64 >= RECOVERED_SHARE * before.ops_per_sec && st.error_total() == 0)
@@ -256,6 +258,19 @@ mod tests {
         assert_eq!(p.after.seconds, 3);
         // Second 7 has errors, second 8 reaches 95 >= 90 with none: 1 s after the restart.
         assert_eq!(p.recovery_s, Some(1.0));
+    }
+
+    #[test]
+    fn healthy_right_after_the_heal_is_zero_recovery() {
+        // Resumed a hair after second 3 began: second 3 is already back at full rate.
+        let m = series(&[10, 10, 2, 10, 10], &[0, 0, 0, 0, 0]);
+        let p = compute(
+            &m,
+            &[ev(2.0, FaultAction::Pause), ev(3.0003, FaultAction::Resume)],
+            5,
+        );
+        assert_eq!(p[0].recovery_s, Some(0.0));
+        assert_eq!(p[0].during.ops_per_sec, 2.0);
     }
 
     #[test]

@@ -129,7 +129,7 @@ fn throughput(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
                 PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
             });
     }
-    legend(&mut chart, path)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight, path)?;
     root.present().map_err(|e| err(path, e))
 }
 
@@ -157,6 +157,7 @@ fn draw_shades<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
 
 fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
     path: &Path,
 ) -> Result<(), LoadgenError> {
     chart
@@ -164,7 +165,7 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .label_font((FAMILY, 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.5))
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .draw()
         .map_err(|e| err(path, e))
 }
@@ -230,7 +231,7 @@ fn latency(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
                 PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
             });
     }
-    legend(&mut chart, path)?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight, path)?;
     root.present().map_err(|e| err(path, e))
 }
 
@@ -301,7 +302,7 @@ fn percentiles(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())
+        .build_cartesian_2d(0f64..x_max + 0.12, (y_min..y_max).log_scale())
         .map_err(|e| err(path, e))?;
     chart
         .configure_mesh()

@@ -71,10 +71,15 @@ pub fn render(r: &RunResults, phases: &[Phase], dir: Option<&Path>) -> String {
         );
         match (&r.ceiling, overall.efficiency) {
             (Some(c), Some(e)) => {
+                let samples: Vec<String> = c.samples.iter().map(|s| format!("{s:.0}")).collect();
                 let _ = writeln!(
                     o,
-                    "[OVERALL], EchoCeiling(ops/sec), {:.1} (payload {} B, p50 {} us, p99 {} us)",
-                    c.ops_per_sec, c.payload, c.p50_us, c.p99_us
+                    "[OVERALL], EchoCeiling(ops/sec), {:.1} (best of {}; payload {} B, p50 {} us, p99 {} us)",
+                    c.ops_per_sec,
+                    samples.join(" and "),
+                    c.payload,
+                    c.p50_us,
+                    c.p99_us
                 );
                 let _ = writeln!(o, "[OVERALL], Efficiency, {e:.4}");
             }

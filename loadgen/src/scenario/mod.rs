@@ -17,7 +17,7 @@
 mod validate;
 mod value_size;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
@@ -481,9 +481,4 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
         (false, false) => format!("{table}.{key}"),
     };
     (line, field)
-}
-
-/// Where a scenario's run directory goes: `<results_root>/<name>/<UTC time>`.
-pub fn run_dir(results_root: &Path, scenario: &Scenario, utc_stamp: &str) -> PathBuf {
-    results_root.join(&scenario.name).join(utc_stamp)
 }
