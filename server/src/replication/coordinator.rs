@@ -21,6 +21,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::peer::ReplicaFailure;
 use super::quorum::{self, Progress, ReadQuorum, WriteQuorum};
+use super::replica::apply_may_sync;
 use crate::error::{Error, Result};
 use crate::node::shared::Shared;
 use crate::storage::Entry;
@@ -60,8 +61,16 @@ pub fn to_wire_entry(e: &Entry) -> pb::Entry {
     }
 }
 
-/// Applies an entry to this node's engine off the async threads (it may fsync).
+/// Applies an entry to this node's engine: off the async threads when it may fsync, inline
+/// otherwise (see [`super::replica::apply_may_sync`]).
 pub async fn apply_local(shared: &Arc<Shared>, key: String, entry: Entry) -> Result<()> {
+    if !apply_may_sync(shared) {
+        return shared
+            .engine
+            .apply(&key, entry)
+            .map(|_| ())
+            .map_err(Error::from);
+    }
     let s = shared.clone();
     tokio::task::spawn_blocking(move || s.engine.apply(&key, entry).map(|_| ()))
         .await

@@ -22,7 +22,7 @@ use crate::cluster::rebalance;
 use crate::error::Error;
 use crate::node::shared::Shared;
 use crate::replication::coordinator::to_wire_entry;
-use crate::replication::replica::apply_writes;
+use crate::replication::replica::{apply_may_sync, apply_writes};
 
 /// Batches of one replication stream applied concurrently (their acks may come out of order;
 /// last-write-wins makes the order of application irrelevant).
@@ -97,6 +97,17 @@ impl NodeInternal for InternalService {
                         }
                     },
                 };
+                if !apply_may_sync(&shared) {
+                    // No fsync to wait for: apply here, in order, and skip two hand-offs.
+                    let ack = pb::ReplicateBatchAck {
+                        batch_id: batch.batch_id,
+                        results: apply_writes(&shared, batch.writes),
+                    };
+                    if tx.send(Ok(ack)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
