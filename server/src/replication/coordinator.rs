@@ -4,8 +4,8 @@
 //!   in parallel (itself through the engine, peers through their replication streams), answer
 //!   after the write quorum, and leave the stragglers to a background task that turns every
 //!   replica that failed or did not answer into a hint.
-//! - Get: ask R live replicas of the key (this node first when it is one; a replica that fails
-//!   is replaced by the next live one), answer with the newest version, and in the background
+//! - Get: ask R live replicas of the key (this node first when it is one, peers through their
+//!   batched read streams; a replica that fails is replaced by the next live one), answer with the newest version, and in the background
 //!   send the newest entry to every replica that answered older or nothing (read repair,
 //!   counted).
 //!
@@ -21,6 +21,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::peer::ReplicaFailure;
 use super::quorum::{self, Progress, ReadQuorum, WriteQuorum};
+use super::replica::apply_may_sync;
 use crate::error::{Error, Result};
 use crate::node::shared::Shared;
 use crate::storage::Entry;
@@ -60,8 +61,16 @@ pub fn to_wire_entry(e: &Entry) -> pb::Entry {
     }
 }
 
-/// Applies an entry to this node's engine off the async threads (it may fsync).
+/// Applies an entry to this node's engine: off the async threads when it may fsync, inline
+/// otherwise (see [`super::replica::apply_may_sync`]).
 pub async fn apply_local(shared: &Arc<Shared>, key: String, entry: Entry) -> Result<()> {
+    if !apply_may_sync(shared) {
+        return shared
+            .engine
+            .apply(&key, entry)
+            .map(|_| ())
+            .map_err(Error::from);
+    }
     let s = shared.clone();
     tokio::task::spawn_blocking(move || s.engine.apply(&key, entry).map(|_| ()))
         .await
@@ -231,20 +240,8 @@ async fn read_replica(
         });
     }
     let peer = shared.peer(node).ok_or(())?;
-    let resp = peer
-        .client()
-        .local_read(pb::LocalReadRequest {
-            key: key.to_owned(),
-        })
-        .await
-        .map_err(|status| {
-            tracing::debug!(node, key, %status, "replica read failed");
-        })?
-        .into_inner();
-    Ok(if resp.found {
-        resp.entry.map(from_wire_entry)
-    } else {
-        None
+    peer.read(key).await.map_err(|reason| {
+        tracing::debug!(node, key, %reason, "replica read failed");
     })
 }
 
@@ -326,7 +323,10 @@ pub async fn read(
     };
     let result = q.newest().cloned();
     let answered = q.answered();
-    if outcome == Progress::Succeeded && !shared.config.faults.no_repair {
+    // Repair in the background, unless every asked replica answered the same version (the
+    // common case: then there is nothing to repair and no task to spawn).
+    let repair_needed = !futs.is_empty() || !q.stale_replicas().is_empty();
+    if outcome == Progress::Succeeded && !shared.config.faults.no_repair && repair_needed {
         let (s, k) = (shared.clone(), key.to_owned());
         tokio::spawn(async move {
             let grace = Instant::now() + s.config.request_timeout;

@@ -4,6 +4,7 @@
 //! - [`coordinator`]: a client request's fan-out to replicas, hints for the ones that miss,
 //!   read repair;
 //! - [`peer`]: per-peer connections and the batching replication stream;
+//! - [`reader`]: the per-peer batching read stream (remote replica reads of gets);
 //! - [`replica`]: applying incoming writes, with the clock-skew check;
 //! - [`handoff`]: replaying hints to replicas that came back.
 //!
@@ -13,4 +14,5 @@ pub mod coordinator;
 pub mod handoff;
 pub mod peer;
 pub mod quorum;
+pub mod reader;
 pub mod replica;

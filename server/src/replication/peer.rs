@@ -11,6 +11,9 @@
 //! A broken stream fails every write in flight as [`ReplicaFailure::Unreachable`] (the
 //! coordinator turns those into hints) and is re-opened on the next write, at most once per
 //! [`RECONNECT_BACKOFF`]. The task holds no lock across an await.
+//!
+//! Each peer also owns a [`Reader`] (its batched read stream, `reader.rs`) for the remote
+//! replica reads of coordinated gets.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use super::reader::{ReadOutcome, Reader};
 
 /// Largest number of writes in one batch.
 pub const MAX_BATCH_WRITES: usize = 512;
@@ -123,6 +128,7 @@ pub struct Peer {
     address: String,
     client: InternalClient,
     queue: mpsc::Sender<(pb::ReplicateRequest, Reply)>,
+    reader: Reader,
 }
 
 impl std::fmt::Debug for Reply {
@@ -147,6 +153,12 @@ impl Peer {
     /// A client for unary and streaming calls to this peer (cheap clone, shared connection).
     pub fn client(&self) -> InternalClient {
         self.client.clone()
+    }
+
+    /// Reads `key` from this peer's storage through its read stream (no timeout: the caller
+    /// bounds the wait). An error is a failed replica answer.
+    pub async fn read(&self, key: &str) -> ReadOutcome {
+        self.reader.read(key).await
     }
 
     /// Sends one replica write through the peer's stream and waits for its ack (no timeout:
@@ -218,17 +230,20 @@ impl Peers {
         if let Some(p) = peers.get(&id)
             && p.address == address
             && !p.queue.is_closed()
+            && !p.reader.is_closed()
         {
             return Ok(p.clone());
         }
         let client = self.wrap(channel(address)?);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(replicator(id, client.clone(), rx, self.latency.clone()));
+        let reader = Reader::spawn(id, client.clone());
         let peer = Arc::new(Peer {
             id,
             address: address.to_owned(),
             client,
             queue,
+            reader,
         });
         peers.insert(id, peer.clone());
         Ok(peer)

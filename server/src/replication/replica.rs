@@ -5,12 +5,24 @@
 //! local wall clock than `max_clock_offset` is refused with the clock's error (and counted), so
 //! a node with a wild clock cannot push the cluster's versions into the future. Accepted
 //! writes are applied as one engine batch (one fsync under `always`). Synchronous: callers run
-//! it on a blocking thread.
+//! it on a blocking thread when [`apply_may_sync`] says an apply may wait for an fsync, and
+//! inline otherwise (then an apply is an append to the page cache, cheaper than the hand-off).
 
 use kvstore_proto::{Version, pb};
 
 use crate::node::shared::Shared;
-use crate::storage::Entry;
+use crate::storage::{Entry, FsyncPolicy};
+
+/// Whether applying a write may wait for an fdatasync (fsync policy `always`, or a policy this
+/// build cannot parse, to be safe): then it belongs on a blocking thread. Under `never` and
+/// `interval=` an apply only appends to the active segment (a segment rotation, every few MB,
+/// syncs the sealed one), which costs less than handing it to another thread.
+pub fn apply_may_sync(shared: &Shared) -> bool {
+    !matches!(
+        shared.config.fsync.parse::<FsyncPolicy>(),
+        Ok(FsyncPolicy::Never | FsyncPolicy::Interval(_))
+    )
+}
 
 fn refused(error: String) -> pb::ReplicateResponse {
     pb::ReplicateResponse {

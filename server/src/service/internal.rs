@@ -1,6 +1,7 @@
-//! The `NodeInternal` service: replication, membership, rebalancing, and the operator and
-//! checker calls (local read, node status). Guarded by the cluster-secret interceptor
-//! (`service::auth`); errors become statuses through `service::status`.
+//! The `NodeInternal` service: replication, replica reads (the batched read stream),
+//! membership, rebalancing, and the operator and checker calls (local read, node status).
+//! Guarded by the cluster-secret interceptor (`service::auth`); errors become statuses through
+//! `service::status`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::cluster::rebalance;
 use crate::error::Error;
 use crate::node::shared::Shared;
 use crate::replication::coordinator::to_wire_entry;
-use crate::replication::replica::apply_writes;
+use crate::replication::replica::{apply_may_sync, apply_writes};
 
 /// Batches of one replication stream applied concurrently (their acks may come out of order;
 /// last-write-wins makes the order of application irrelevant).
@@ -96,6 +97,17 @@ impl NodeInternal for InternalService {
                         }
                     },
                 };
+                if !apply_may_sync(&shared) {
+                    // No fsync to wait for: apply here, in order, and skip two hand-offs.
+                    let ack = pb::ReplicateBatchAck {
+                        batch_id: batch.batch_id,
+                        results: apply_writes(&shared, batch.writes),
+                    };
+                    if tx.send(Ok(ack)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
@@ -113,6 +125,58 @@ impl NodeInternal for InternalService {
                     let _ = tx.send(ack).await;
                     drop(permit);
                 });
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type ReadStreamStream = BoxStream<pb::ReadBatchAck>;
+
+    async fn read_stream(
+        &self,
+        request: Request<Streaming<pb::ReadBatch>>,
+    ) -> Result<Response<Self::ReadStreamStream>, Status> {
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<pb::ReadBatchAck, Status>>(STREAM_CONCURRENCY);
+        let shared = self.shared.clone();
+        let mut stop = shared.stop_signal();
+        // One task per stream, batches answered in order: a read is a lookup in this node's
+        // engine (the same call a unary LocalRead makes), so there is nothing to overlap.
+        tokio::spawn(async move {
+            loop {
+                let batch = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    m = incoming.message() => match m {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(%status, "read stream from a peer failed");
+                            break;
+                        }
+                    },
+                };
+                let results = batch
+                    .keys
+                    .iter()
+                    .map(|key| match shared.engine.get_entry(key) {
+                        Ok(entry) => pb::ReadResult {
+                            found: entry.is_some(),
+                            entry: entry.as_ref().map(to_wire_entry),
+                            error: String::new(),
+                        },
+                        Err(e) => pb::ReadResult {
+                            error: format!("node {}: {e}", shared.id()),
+                            ..Default::default()
+                        },
+                    })
+                    .collect();
+                let ack = pb::ReadBatchAck {
+                    batch_id: batch.batch_id,
+                    results,
+                };
+                if tx.send(Ok(ack)).await.is_err() {
+                    break;
+                }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
