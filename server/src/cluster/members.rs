@@ -13,7 +13,7 @@
 //!
 //! This module does no I/O and reads no clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kvstore_proto::pb;
 
@@ -309,14 +309,7 @@ impl MemberTable {
         let Some(m) = self.get(id) else {
             return pb::MemberState::Unknown;
         };
-        if m.status == Status::Left {
-            return pb::MemberState::Left;
-        }
-        match self.health(id, now_ms) {
-            Health::Alive => m.status.to_wire(),
-            Health::Suspect => pb::MemberState::Suspect,
-            Health::Down => pb::MemberState::Down,
-        }
+        shown_state(m.status, self.health(id, now_ms))
     }
 
     /// The gossip wire form of the table.
@@ -324,11 +317,13 @@ impl MemberTable {
         self.members().map(Member::to_wire).collect()
     }
 
-    /// The operator view: members with their effective states.
-    pub fn to_wire_effective(&self, now_ms: u64) -> Vec<pb::Member> {
+    /// The operator view: members with the states this node judged them in `health` (the
+    /// snapshot its coordinator routes by, so what operators see is what requests meet).
+    pub fn to_wire_as_judged(&self, health: &HashMap<u32, Health>) -> Vec<pb::Member> {
         self.members()
             .map(|m| pb::Member {
-                state: self.effective_state(m.id, now_ms) as i32,
+                state: shown_state(m.status, health.get(&m.id).copied().unwrap_or(Health::Down))
+                    as i32,
                 ..m.to_wire()
             })
             .collect()
@@ -338,6 +333,19 @@ impl MemberTable {
     /// of incarnations. Equal on two nodes with the same converged table.
     pub fn ring_version(&self) -> u64 {
         self.members().map(|m| m.incarnation).sum()
+    }
+}
+
+/// The state shown for a member announced as `status` and judged `health` by this node: the
+/// announced state, overridden by suspect or down.
+pub fn shown_state(status: Status, health: Health) -> pb::MemberState {
+    if status == Status::Left {
+        return pb::MemberState::Left;
+    }
+    match health {
+        Health::Alive => status.to_wire(),
+        Health::Suspect => pb::MemberState::Suspect,
+        Health::Down => pb::MemberState::Down,
     }
 }
 

@@ -52,7 +52,9 @@ pub fn ring_state(shared: &Shared) -> pb::RingStateResponse {
     let view = shared.view();
     pb::RingStateResponse {
         ring_version: view.ring_version,
-        members: shared.read_members(|t, now| t.to_wire_effective(now)),
+        // States as judged in the same view the coordinator routes by: a member shown down
+        // here is one requests are no longer sent to.
+        members: shared.read_members(|t, _| t.to_wire_as_judged(&view.health)),
         vnodes: shared.config.vnodes,
         replication_factor: shared.config.replication_factor as u32,
         ring_hash: view.placement.fingerprint(),
