@@ -95,6 +95,15 @@ mod tests {
                 "unknown",
             ),
             (
+                Error::NodeLeaving {
+                    node: 3,
+                    state: "leaving",
+                },
+                Op::Write,
+                Code::Unavailable,
+                "failed",
+            ),
+            (
                 Error::NotEnoughReplicas {
                     needed: 2,
                     acked: 0,
