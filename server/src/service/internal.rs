@@ -88,16 +88,9 @@ impl NodeInternal for InternalService {
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(STREAM_CONCURRENCY));
             loop {
-                let batch = tokio::select! {
-                    _ = stop.wait_for(|s| *s) => break,
-                    m = incoming.message() => match m {
-                        Ok(Some(batch)) => batch,
-                        Ok(None) => break,
-                        Err(status) => {
-                            tracing::debug!(%status, "replication stream from a peer failed");
-                            break;
-                        }
-                    },
+                let Some(batch) = next_batch(&mut incoming, &mut stop, "replication stream").await
+                else {
+                    break;
                 };
                 if !apply_may_sync(&shared) {
                     // No fsync to wait for: apply here, in order, and skip two hand-offs.
@@ -146,16 +139,8 @@ impl NodeInternal for InternalService {
         // engine (the same call a unary LocalRead makes), so there is nothing to overlap.
         tokio::spawn(async move {
             loop {
-                let batch = tokio::select! {
-                    _ = stop.wait_for(|s| *s) => break,
-                    m = incoming.message() => match m {
-                        Ok(Some(batch)) => batch,
-                        Ok(None) => break,
-                        Err(status) => {
-                            tracing::debug!(%status, "read stream from a peer failed");
-                            break;
-                        }
-                    },
+                let Some(batch) = next_batch(&mut incoming, &mut stop, "read stream").await else {
+                    break;
                 };
                 let results = batch
                     .keys
@@ -352,5 +337,24 @@ impl NodeInternal for InternalService {
                 records_skipped: st.records_skipped,
             }),
         }))
+    }
+}
+
+/// The next batch a peer sent on an inbound stream, or `None` when the stream ended or failed
+/// (logged) or the node is stopping: every per-peer stream handler ends on the same conditions.
+async fn next_batch<T>(
+    incoming: &mut Streaming<T>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    what: &str,
+) -> Option<T> {
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => None,
+        m = incoming.message() => match m {
+            Ok(batch) => batch,
+            Err(status) => {
+                tracing::debug!(%status, "{what} from a peer failed");
+                None
+            }
+        },
     }
 }
