@@ -8,6 +8,11 @@
 //! background thread sync, `never` leaves it to the OS. Opening, snapshots and compaction live
 //! in [`super::recovery`], [`super::snapshot`] and [`super::compaction`].
 //!
+//! A write is visible to readers as soon as it is appended, before its fsync; it is
+//! acknowledged (its `apply` returns) only after the fsync its policy asks for. A write whose
+//! fsync fails was never acknowledged, but a reader may have seen it: the same unknown outcome
+//! a client gets from a timed-out request.
+//!
 //! Not here: any cluster logic (the engine stores what it is given), caching of values (reads
 //! of small values are one `pread`; see the benchmarks before adding a cache).
 
