@@ -162,7 +162,7 @@ async fn failover_when_the_primary_dies_and_back_when_it_restarts() {
     }
 
     // Restart: the client goes back to the primary once the cluster sees it up.
-    nodes[2].restart();
+    nodes[2].restart().expect("restart");
     wait_members_up(&nodes[0].addr, None, &[1, 2, 3]).await;
     let key = keys[0].clone();
     wait_for(
@@ -206,7 +206,7 @@ async fn a_write_lost_in_flight_is_an_unknown_outcome_and_not_retried() {
         .expect("put");
 
     // The primary stops answering (its socket still accepts): the write is sent and lost.
-    nodes[0].pause();
+    nodes[0].pause().expect("pause");
     let t0 = Instant::now();
     let err = client
         .put(&key, Bytes::from_static(b"maybe"), QUORUM_W)
@@ -233,7 +233,7 @@ async fn a_write_lost_in_flight_is_an_unknown_outcome_and_not_retried() {
     // Resumed, the node may or may not still apply the request it had received (its deadline
     // may have passed meanwhile): that is exactly what "unknown" means. Either way the key
     // holds one of the two values, and the cluster serves it again.
-    nodes[0].resume();
+    nodes[0].resume().expect("resume");
     let settled = wait_for("the key to be readable again", CONVERGE_DEADLINE, || {
         let client = client.clone();
         let key = key.clone();

@@ -27,11 +27,11 @@ use kvstore_proto::pb::{
 use tonic::transport::{Channel, Endpoint};
 
 use crate::LoadgenError;
-use crate::cluster::process::ChildProcess;
 use crate::driver::{DriveSpec, Executor, OpReport, Stop, drive};
 use crate::generator::{KeySpace, Op, OpGenerator, ValuePool};
 use crate::measure::Aggregate;
 use crate::scenario::WorkloadSpec;
+use kvstore_server::process::{Announcement, ChildProcess};
 
 /// The echo service: answers with the request.
 #[derive(Debug, Default, Clone, Copy)]
@@ -133,9 +133,15 @@ impl EchoProcess {
             "--listen".into(),
             "127.0.0.1:0".into(),
         ];
-        let (process, addr) =
-            ChildProcess::spawn_listening("echo", exe, &args, Duration::from_secs(30))
-                .map_err(|e| LoadgenError::Echo(format!("cannot start {}: {e}", exe.display())))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(&args);
+        let (process, addr) = ChildProcess::spawn_announced(
+            "echo",
+            cmd,
+            Announcement::Listening,
+            Duration::from_secs(30),
+        )
+        .map_err(|e| LoadgenError::Echo(format!("cannot start {}: {e}", exe.display())))?;
         addr.parse::<SocketAddr>().map_err(|e| {
             LoadgenError::Echo(format!("echo server printed a bad address {addr:?}: {e}"))
         })?;

@@ -9,7 +9,8 @@
 //!   replication streams;
 //! - [`service`]: the gRPC handlers, the only place errors become statuses;
 //! - [`node`]: [`node::run`], a node on an already-bound listener;
-//! - [`cli`]: the `kvstore-server` command line ([`cli::main`]).
+//! - [`cli`]: the `kvstore-server` command line ([`cli::main`]);
+//! - [`process`]: a node as a child process (for loadgen's launcher and integration tests).
 //!
 //! Decision logic (placement, quorum counting, member merge and health) is synchronous code
 //! taking time and messages as arguments; the tasks around it only move messages.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod hlc;
 pub mod node;
+pub mod process;
 pub mod replication;
 pub mod service;
 pub mod storage;

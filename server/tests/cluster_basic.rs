@@ -233,7 +233,7 @@ async fn three_nodes_put_get_delete_ttl_and_refusals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_node_on_a_used_port_or_locked_dir_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(1, "127.0.0.1:0", dir.path().join("a"), &[]);
+    let node = start_node(1, "127.0.0.1:0", dir.path().join("a"), &[]);
     let bin = env!("CARGO_BIN_EXE_kvstore-server");
     let out = std::process::Command::new(bin)
         .args(["--node-id", "2", "--listen", &node.addr])

@@ -70,7 +70,7 @@ async fn sigterm_with_leave_on_shutdown_hands_data_over() {
     let seed = nodes[0].addr.clone();
     let d4 = dir.path().join("n4");
     let mut n4 = tokio::task::spawn_blocking(move || {
-        Node::start(
+        start_node(
             4,
             "127.0.0.1:0",
             d4,
@@ -101,7 +101,7 @@ async fn sigterm_with_leave_on_shutdown_hands_data_over() {
     }
     // Node 4 leaves on SIGTERM: it exits cleanly, the others see it left, nothing is lost.
     let stayed = tokio::task::spawn_blocking(move || {
-        let ok = n4.terminate();
+        let ok = n4.terminate(START_DEADLINE);
         (ok, n4)
     })
     .await
@@ -120,7 +120,7 @@ async fn sigterm_with_leave_on_shutdown_hands_data_over() {
     }
     // A plain SIGTERM (no leave) also stops a node cleanly.
     assert!(
-        nodes[2].terminate(),
+        nodes[2].terminate(START_DEADLINE),
         "node 3 did not exit cleanly on SIGTERM"
     );
     drop(nodes);

@@ -75,7 +75,7 @@ async fn kill_one_node_then_heal_it() {
     assert!(pending > 0, "no hints kept for the dead node");
 
     // Restart node 3 on its port and data directory: hints flow back.
-    nodes[2].restart();
+    nodes[2].restart().expect("restart");
     wait_states(&addrs, &[3], pb::MemberState::Up).await;
     wait_for("hints to be replayed", CONVERGE_DEADLINE, || async {
         let (a, b) = (status(&addrs[0]).await, status(&addrs[1]).await);

@@ -10,7 +10,7 @@ use kvstore_proto::pb;
 use kvstore_proto::pb::Consistency::{All, One, Quorum};
 
 fn single(dir: &std::path::Path, flag: &str) -> Node {
-    Node::start(
+    start_node(
         1,
         "127.0.0.1:0",
         dir.join(flag.trim_start_matches('-')),

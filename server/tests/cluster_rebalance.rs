@@ -101,7 +101,7 @@ async fn join_then_leave_under_a_writer() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let d4 = dir.path().join("n4");
     let n4 = tokio::task::spawn_blocking(move || {
-        Node::start(4, "127.0.0.1:0", d4, &["--join".into(), seed])
+        start_node(4, "127.0.0.1:0", d4, &["--join".into(), seed])
     })
     .await
     .unwrap();
@@ -139,7 +139,7 @@ async fn join_then_leave_under_a_writer() {
         .keys_moved;
     assert!(moved > 0);
     assert!(
-        nodes[1].wait_exit(),
+        nodes[1].wait_exit(START_DEADLINE) == Some(true),
         "node 2 did not exit cleanly after leaving"
     );
     wait_states(&stay, &[2], pb::MemberState::Left).await;

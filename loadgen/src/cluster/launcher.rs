@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kvstore_client::{Client, ClientConfig, pb};
+use kvstore_server::process::ChildProcess;
 
-use super::process::ChildProcess;
 use crate::LoadgenError;
 use crate::scenario::{ClusterSpec, NodeState};
 
@@ -162,14 +162,13 @@ impl LocalCluster {
         let flags = self.flags(i, join);
         let (program, args) = self.program.command(flags);
         let log = self.log_dir.join(format!("node-{i}.log"));
-        let p = ChildProcess::spawn(&format!("node-{i}"), &program, &args, Some(&log)).map_err(
-            |e| {
+        let p = ChildProcess::spawn_logged(&format!("node-{i}"), &program, &args, Some(&log))
+            .map_err(|e| {
                 LoadgenError::Cluster(format!(
                     "cannot start node {i} ({}): {e}",
                     program.display()
                 ))
-            },
-        )?;
+            })?;
         self.nodes[i].process = Some(p);
         self.nodes[i].state = NodeState::Up;
         Ok(())

@@ -2,195 +2,45 @@
 //! 127.0.0.1, the generated gRPC clients, and waiting on conditions with generous deadlines.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kvstore_proto::pb;
 use kvstore_proto::pb::kv_store_client::KvStoreClient;
 use kvstore_proto::pb::node_internal_client::NodeInternalClient;
+pub use kvstore_server::process::NodeProcess as Node;
+use kvstore_server::process::{Launcher, server_binary};
 use tonic::transport::Channel;
 
 /// Generous: the machine is shared with other engineers' builds.
-pub const START_DEADLINE: Duration = Duration::from_secs(60);
+pub const START_DEADLINE: Duration = Duration::from_secs(90);
 /// Deadline for cluster conditions (convergence, repair, cleanup).
 pub const CONVERGE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Flags that make membership react quickly in tests (still tolerant of a loaded machine).
-pub const FAST: &[&str] = &[
-    "--gossip-interval-ms",
-    "300",
-    "--ping-interval-ms",
-    "250",
-    "--suspect-after-ms",
-    "1500",
-    "--down-after-ms",
-    "3000",
-    "--transition-grace-ms",
-    "500",
-    "--request-timeout-ms",
-    "3000",
-];
+const FAST: &str = "--gossip-interval-ms 300 --ping-interval-ms 250 --suspect-after-ms 1500 \
+                    --down-after-ms 3000 --transition-grace-ms 500 --request-timeout-ms 3000";
 
-/// One `kvstore-server` process; killed (by its own PID) when dropped.
-pub struct Node {
-    pub id: u32,
-    pub addr: String,
-    pub data_dir: PathBuf,
-    pub args: Vec<String>,
-    child: Option<Child>,
+/// The `kvstore-server` binary of this package with [`FAST`] timings, logging at
+/// `TEST_RUST_LOG` (default warn).
+fn launcher() -> Launcher {
+    let log = std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into());
+    Launcher::new(server_binary(env!("CARGO_BIN_EXE_kvstore-server")))
+        .with_flags(FAST.split_whitespace())
+        .with_env("RUST_LOG", &log)
+        .with_start_timeout(START_DEADLINE)
 }
 
-impl Node {
-    /// Starts node `id` listening on `listen`, with extra flags; waits for `ready`.
-    pub fn start(id: u32, listen: &str, data_dir: PathBuf, extra: &[String]) -> Node {
-        let mut args: Vec<String> = vec![
-            "--node-id".into(),
-            id.to_string(),
-            "--listen".into(),
-            listen.into(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-        ];
-        args.extend(FAST.iter().map(|s| s.to_string()));
-        args.extend(extra.iter().cloned());
-        let (child, addr) = spawn(&args);
-        Node {
-            id,
-            addr,
-            data_dir,
-            args,
-            child: Some(child),
-        }
-    }
-
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM, then waits for the exit (bounded); returns whether it exited cleanly.
-    pub fn terminate(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        // SAFETY: sending a signal to a child we started, by its PID.
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
-        }
-        let until = Instant::now() + START_DEADLINE;
-        while Instant::now() < until {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        false
-    }
-
-    /// Restarts after a kill, on the same port and data directory, same flags.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "node {} still running", self.id);
-        let mut args = self.args.clone();
-        let i = args.iter().position(|a| a == "--listen").unwrap();
-        args[i + 1] = self.addr.clone();
-        let (child, addr) = spawn(&args);
-        assert_eq!(addr, self.addr);
-        self.child = Some(child);
-    }
-
-    /// Waits for the process to exit by itself (bounded); returns its success.
-    pub fn wait_exit(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        let until = Instant::now() + START_DEADLINE;
-        while Instant::now() < until {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        false
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn(args: &[String]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvstore-server"))
-        .args(args)
-        .env(
-            "RUST_LOG",
-            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn kvstore-server");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                // Keep draining so the child never blocks on a full pipe.
-                continue;
-            }
-        }
-    });
-    let until = Instant::now() + START_DEADLINE;
-    let mut addr = None;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with("listening on ") => {
-                addr = Some(line["listening on ".len()..].to_string());
-            }
-            Ok(line) if line == "ready" => break,
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "kvstore-server {args:?} did not become ready: {:?}",
-                    child.wait()
-                );
-            }
-        }
-    }
-    (child, addr.expect("listening line before ready"))
+/// Starts node `id` listening on `listen`, with extra flags; waits for `ready`.
+pub fn start_node(id: u32, listen: &str, data_dir: PathBuf, extra: &[String]) -> Node {
+    let started = launcher().start(id, listen, data_dir, extra);
+    started.unwrap_or_else(|e| panic!("start node {id}: {e}"))
 }
 
 /// Starts a cluster of `n` nodes (node 1 first, the others joining it) with extra flags.
-pub fn start_cluster(dir: &std::path::Path, n: u32, extra: &[&str]) -> Vec<Node> {
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    let first = Node::start(1, "127.0.0.1:0", dir.join("n1"), &extra);
-    let seed = first.addr.clone();
-    let mut nodes = vec![first];
-    for id in 2..=n {
-        let mut e = extra.clone();
-        e.extend(["--join".to_string(), seed.clone()]);
-        nodes.push(Node::start(
-            id,
-            "127.0.0.1:0",
-            dir.join(format!("n{id}")),
-            &e,
-        ));
-    }
-    nodes
+pub fn start_cluster(dir: &Path, n: u32, extra: &[&str]) -> Vec<Node> {
+    let started = launcher().start_cluster(dir, n, extra);
+    started.unwrap_or_else(|e| panic!("start a {n}-node cluster: {e}"))
 }
 
 /// A KVStore client to `addr`.
