@@ -59,7 +59,8 @@ enum Command {
         /// Allowed relative drop of efficiency (and rise of p99 unless --p99-tolerance).
         #[arg(long, default_value = "25%")]
         tolerance: String,
-        /// Allowed relative rise of overall p99 [default: --tolerance].
+        /// Allowed relative rise of overall p99 in echo units (p99 x echo ops/s; raw p99 when
+        /// either run has no echo) [default: --tolerance].
         #[arg(long)]
         p99_tolerance: Option<String>,
     },
