@@ -253,6 +253,23 @@ pub async fn final_reads(
     progress: &AtomicU64,
 ) -> Result<(), LoadgenError> {
     let client_id = u32::MAX;
+    // A final read that returned nothing: failed, or timed out (unknown).
+    let unread = |key: &str, coordinator: String, oc: Outcome, (t0, t1), replica| {
+        rec.read_record(
+            rec.next_id(),
+            client_id,
+            coordinator,
+            HKind::FinalRead,
+            key,
+            None,
+            None,
+            0,
+            oc,
+            t0,
+            t1,
+            replica,
+        )
+    };
     for key in keys {
         let t0 = Instant::now();
         let r = client.get(&key, ReadOptions::default()).await;
@@ -272,20 +289,7 @@ pub async fn final_reads(
                 t1,
                 None,
             ),
-            Err(e) => rec.read_record(
-                rec.next_id(),
-                client_id,
-                String::new(),
-                HKind::FinalRead,
-                &key,
-                None,
-                None,
-                0,
-                outcome(&Err(e.kind())),
-                t0,
-                t1,
-                None,
-            ),
+            Err(e) => unread(&key, String::new(), outcome(&Err(e.kind())), (t0, t1), None),
         };
         rec.write(&record);
         let replicas = client.replicas_of(&key);
@@ -323,32 +327,18 @@ pub async fn final_reads(
                     rr.tombstone = lr.found && entry.tombstone;
                     rr
                 }
-                Ok(Err(e)) => rec.read_record(
-                    rec.next_id(),
-                    client_id,
-                    addr.clone(),
-                    HKind::FinalRead,
+                Ok(Err(e)) => unread(
                     &key,
-                    None,
-                    None,
-                    0,
+                    addr.clone(),
                     outcome(&Err(e.kind())),
-                    t0,
-                    t1,
+                    (t0, t1),
                     Some(addr.clone()),
                 ),
-                Err(_) => rec.read_record(
-                    rec.next_id(),
-                    client_id,
-                    addr.clone(),
-                    HKind::FinalRead,
+                Err(_) => unread(
                     &key,
-                    None,
-                    None,
-                    0,
+                    addr.clone(),
                     Outcome::Unknown,
-                    t0,
-                    t1,
+                    (t0, t1),
                     Some(addr.clone()),
                 ),
             };

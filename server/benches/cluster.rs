@@ -222,14 +222,19 @@ fn start_echo() -> SocketAddr {
     rx.recv().expect("echo server address")
 }
 
-/// One 1 KB echo round trip per call, over one shared channel.
-async fn echo_op(addr: SocketAddr) -> Op {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+/// A channel to `addr` with Nagle off, as the client library opens them.
+async fn connect(addr: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("uri")
         .tcp_nodelay(true)
         .connect()
         .await
-        .expect("connect echo");
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+}
+
+/// One 1 KB echo round trip per call, over one shared channel.
+async fn echo_op(addr: SocketAddr) -> Op {
+    let channel = connect(&addr.to_string()).await;
     let client = pb::echo_client::EchoClient::new(channel);
     let payload = Bytes::from(vec![b'e'; VALUE_BYTES]);
     Arc::new(move |_, _| {
@@ -477,12 +482,7 @@ fn kv_op(client: &Client, consistency: ConsistencyLevel, mix: Mix) -> Op {
 /// 1 KB gets through the bare generated stub to one node (no routing, retries or deadline):
 /// the difference to the same case through `Client` is the client library's own cost.
 async fn raw_get_op(addr: &str) -> Op {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .expect("connect node");
+    let channel = connect(addr).await;
     let stub = pb::kv_store_client::KvStoreClient::new(channel);
     Arc::new(move |worker, i| {
         let mut stub = stub.clone();
@@ -501,12 +501,7 @@ async fn raw_get_op(addr: &str) -> Op {
 /// Coordinator-to-replica acknowledgement latency: one unary `Replicate` of 1 KB to a node, as
 /// a coordinator sends it (sequential, concurrency 1), with a fresh version each time.
 async fn replication_op(addr: &str) -> Op {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .expect("connect node");
+    let channel = connect(addr).await;
     let client = pb::node_internal_client::NodeInternalClient::new(channel);
     let value = Bytes::from(vec![b'r'; VALUE_BYTES]);
     let secret: tonic::metadata::MetadataValue<_> = SECRET.parse().expect("ascii");

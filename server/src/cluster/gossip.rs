@@ -20,7 +20,7 @@ use kvstore_proto::pb;
 use rand::seq::IndexedRandom;
 
 use super::members::{Health, Member, Status};
-use crate::node::shared::{Shared, stopped};
+use crate::node::shared::{Periodic, Shared};
 
 /// Peers contacted per gossip round.
 pub const GOSSIP_FANOUT: usize = 2;
@@ -118,15 +118,8 @@ pub async fn announce_everywhere(shared: &Arc<Shared>, deadline: Duration) -> Re
 
 /// Gossips until the node stops.
 pub async fn run_gossip(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(shared.config.gossip_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stopped = stopped(shared.stop_signal());
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            _ = &mut stopped => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Periodic::new(shared.config.gossip_interval, shared.stop_signal());
+    while ticks.next().await {
         shared.with_members(|t, _| {
             t.beat();
             ((), false)
@@ -154,15 +147,8 @@ pub async fn run_gossip(shared: Arc<Shared>) {
 
 /// Probes every member until the node stops.
 pub async fn run_probes(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(shared.config.ping_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stopped = stopped(shared.stop_signal());
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            _ = &mut stopped => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Periodic::new(shared.config.ping_interval, shared.stop_signal());
+    while ticks.next().await {
         let incarnation = shared.read_members(|t, _| t.me().incarnation);
         let wait = shared.config.ping_interval * 2;
         let probes = others(&shared).into_iter().map(|(id, addr, _)| {

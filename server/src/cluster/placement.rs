@@ -179,13 +179,16 @@ mod tests {
         t
     }
 
+    /// Nodes 1..=3 up, plus node 4 in `fourth` when given; 64 vnodes, N=3.
+    fn three_up_and(fourth: Option<Status>) -> Placement {
+        let mut states = vec![(1, Status::Up), (2, Status::Up), (3, Status::Up)];
+        states.extend(fourth.map(|s| (4, s)));
+        Placement::new(&table(&states), 64, 3)
+    }
+
     #[test]
     fn stable_ring_reads_and_writes_the_same_n_replicas() {
-        let p = Placement::new(
-            &table(&[(1, Status::Up), (2, Status::Up), (3, Status::Up)]),
-            64,
-            3,
-        );
+        let p = three_up_and(None);
         assert!(!p.in_transition());
         for i in 0..200 {
             let key = format!("k{i}");
@@ -198,31 +201,9 @@ mod tests {
 
     #[test]
     fn joining_a_fourth_node_moves_about_a_quarter_of_keys_and_only_to_it() {
-        let before = Placement::new(
-            &table(&[(1, Status::Up), (2, Status::Up), (3, Status::Up)]),
-            64,
-            3,
-        );
-        let joining = Placement::new(
-            &table(&[
-                (1, Status::Up),
-                (2, Status::Up),
-                (3, Status::Up),
-                (4, Status::Joining),
-            ]),
-            64,
-            3,
-        );
-        let after = Placement::new(
-            &table(&[
-                (1, Status::Up),
-                (2, Status::Up),
-                (3, Status::Up),
-                (4, Status::Up),
-            ]),
-            64,
-            3,
-        );
+        let before = three_up_and(None);
+        let joining = three_up_and(Some(Status::Joining));
+        let after = three_up_and(Some(Status::Up));
         assert!(joining.in_transition());
         let keys = 20_000;
         let mut gained = 0;
@@ -260,26 +241,8 @@ mod tests {
 
     #[test]
     fn leaving_node_keeps_receiving_writes_until_gone_and_down_nodes_stay() {
-        let leaving = Placement::new(
-            &table(&[
-                (1, Status::Up),
-                (2, Status::Up),
-                (3, Status::Up),
-                (4, Status::Leaving),
-            ]),
-            64,
-            3,
-        );
-        let left = Placement::new(
-            &table(&[
-                (1, Status::Up),
-                (2, Status::Up),
-                (3, Status::Up),
-                (4, Status::Left),
-            ]),
-            64,
-            3,
-        );
+        let leaving = three_up_and(Some(Status::Leaving));
+        let left = three_up_and(Some(Status::Left));
         for i in 0..500 {
             let key = format!("k{i}");
             let ws = leaving.write_set(&key);

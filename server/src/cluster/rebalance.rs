@@ -32,7 +32,7 @@ use super::gossip::{announce_everywhere, exchange, merge_wire};
 use super::members::{Member, Status};
 use super::placement::Placement;
 use crate::error::{Error, Result};
-use crate::node::shared::{Shared, stopped};
+use crate::node::shared::{Periodic, Shared};
 use crate::replication::coordinator::{from_wire_entry, send_to_replica, to_wire_entry};
 use crate::replication::replica::apply_streamed;
 use crate::storage::Entry;
@@ -349,15 +349,8 @@ pub async fn run_cleanup(shared: Arc<Shared>) {
         .config
         .transition_grace
         .max(Duration::from_millis(500));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stopped = stopped(shared.stop_signal());
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            _ = &mut stopped => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Periodic::new(period, shared.stop_signal());
+    while ticks.next().await {
         let view = shared.view();
         if view.my_status != Status::Up
             || view.placement.in_transition()

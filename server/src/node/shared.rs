@@ -243,3 +243,28 @@ fn build_view(table: &MemberTable, config: &NodeConfig, now_ms: u64) -> View {
 pub async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
+
+/// The clock of a background task: ticks every period until the node stops. A late tick
+/// delays the next one rather than bursting to catch up, so a paused or loaded node does not
+/// flood its peers when it resumes.
+pub struct Periodic {
+    tick: tokio::time::Interval,
+    stop: watch::Receiver<bool>,
+}
+
+impl Periodic {
+    /// Ticks every `period` (the first at once) until `stop` turns true.
+    pub fn new(period: std::time::Duration, stop: watch::Receiver<bool>) -> Self {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { tick, stop }
+    }
+
+    /// Waits for the next tick: `true`, or `false` once the node is stopping.
+    pub async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.stop.wait_for(|s| *s) => false,
+            _ = self.tick.tick() => true,
+        }
+    }
+}

@@ -15,23 +15,15 @@ use futures::future::join_all;
 use super::coordinator::to_replicate;
 use super::peer::ReplicaFailure;
 use crate::cluster::members::Health;
-use crate::node::shared::{Shared, stopped};
+use crate::node::shared::{Periodic, Shared};
 
 /// How often the hint store is checked for replayable targets.
 pub const REPLAY_PERIOD: Duration = Duration::from_millis(500);
 
 /// Replays hints until the node stops.
 pub async fn run(shared: Arc<Shared>) {
-    let stop = shared.stop_signal();
-    let mut tick = tokio::time::interval(REPLAY_PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stopped = stopped(stop);
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            _ = &mut stopped => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Periodic::new(REPLAY_PERIOD, shared.stop_signal());
+    while ticks.next().await {
         if shared.config.faults.no_repair {
             continue;
         }
