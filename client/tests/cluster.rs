@@ -214,6 +214,10 @@ async fn a_write_lost_in_flight_is_an_unknown_outcome_and_not_retried() {
         .expect_err("no answer from a paused coordinator");
     let took = t0.elapsed();
     assert!(err.is_unknown_outcome(), "{err:?}");
+    assert!(
+        err.to_string().contains(&paused),
+        "the one attempt went to the paused primary: {err}"
+    );
     assert_eq!(err.kind(), ErrorKind::UnknownOutcome);
     assert!(
         took < attempt_timeout * 2,

@@ -161,9 +161,43 @@ impl ChildProcess {
         }
     }
 
-    /// SIGSTOP: the process stays and its sockets accept, but nothing answers.
+    /// SIGSTOP: the process stays and its sockets accept, but nothing answers. Returns once
+    /// the kernel reports every thread stopped (on Linux), so nothing the caller sends after
+    /// this is handled before [`ChildProcess::resume`]: the signal alone is delivered
+    /// asynchronously, and a busy thread may run on for a moment.
     pub fn pause(&self) -> std::io::Result<()> {
-        self.signal(libc::SIGSTOP)
+        self.signal(libc::SIGSTOP)?;
+        #[cfg(target_os = "linux")]
+        {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !self.all_threads_stopped()? {
+                if Instant::now() >= deadline {
+                    return Err(std::io::Error::other(format!(
+                        "{} did not stop within 30 s of SIGSTOP",
+                        self.name
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether /proc shows every thread of the process in the stopped state (`T`).
+    #[cfg(target_os = "linux")]
+    fn all_threads_stopped(&self) -> std::io::Result<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()))?;
+        for task in tasks {
+            let stat = std::fs::read_to_string(task?.path().join("stat"))?;
+            // `pid (comm) S ...`: the state follows the last ')', as comm may contain one.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            if state != Some('T') {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// SIGCONT after [`ChildProcess::pause`].
@@ -478,6 +512,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("early did not print"), "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pause_returns_once_every_thread_is_stopped() {
+        let p = ChildProcess::spawn("sleeper", sh("exec sleep 30")).unwrap();
+        p.pause().unwrap();
+        assert!(p.all_threads_stopped().unwrap());
+        p.resume().unwrap();
+        // SIGCONT is delivered asynchronously too; it takes effect within the deadline.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while p.all_threads_stopped().unwrap() {
+            assert!(Instant::now() < deadline, "still stopped after SIGCONT");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[test]
