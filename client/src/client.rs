@@ -324,8 +324,10 @@ impl Client {
         Ok(resp.into_inner())
     }
 
-    /// Asks node `node_id` to leave the cluster. The node is found in the ring; the call is a
-    /// write (it moves data), so a lost answer is an unknown outcome.
+    /// Asks node `node_id` to leave the cluster and waits for the handoff. The node is found in
+    /// the ring; the call is a write (it moves data), so a lost answer is an unknown outcome.
+    /// The leave itself belongs to the node: it goes on if this call gives up, and asking again
+    /// while it runs waits for the same leave.
     pub async fn leave(&self, node_id: u32) -> Result<pb::LeaveResponse, ClientError> {
         let ring = self.ring().await?;
         let member = ring

@@ -241,7 +241,13 @@ async fn run(mut args: Args) -> Result<(), Failure> {
             }
         }
         Command::Leave { node_id } => {
-            let left = client.leave(node_id).await?;
+            let left = client.leave(node_id).await.map_err(|error| {
+                if error.is_unknown_outcome() {
+                    Failure::LeaveUnconfirmed { node_id, error }
+                } else {
+                    Failure::Client(error)
+                }
+            })?;
             writeln!(
                 stdout,
                 "OK node {node_id} left the cluster; {} keys handed over",

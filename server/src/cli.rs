@@ -20,8 +20,11 @@ use serde::Deserialize;
 use crate::config::NodeConfig;
 
 /// One node of a kvstore cluster: a Dynamo-style replicated key-value store.
+///
+/// A flag given twice takes its last value, so a wrapper script's defaults can be overridden by
+/// appending flags.
 #[derive(Debug, Default, Parser, Deserialize)]
-#[command(name = "kvstore-server", version)]
+#[command(name = "kvstore-server", version, args_override_self = true)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Args {
     /// TOML file with any of these settings (kebab-case keys, e.g. `node-id = 1`); flags given
@@ -370,6 +373,28 @@ mod tests {
         assert_eq!(c.read_consistency, ConsistencyLevel::One);
         assert_eq!(c.vnodes, 16);
         assert_eq!(c.join, vec!["127.0.0.1:9".to_string()]);
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_and_joins_accumulate() {
+        let (_, c) = parse(args(&[
+            "--node-id",
+            "1",
+            "--vnodes",
+            "8",
+            "--join",
+            "127.0.0.1:9",
+            "--vnodes",
+            "16",
+            "--join",
+            "127.0.0.1:10",
+        ]))
+        .unwrap();
+        assert_eq!(c.vnodes, 16);
+        assert_eq!(
+            c.join,
+            vec!["127.0.0.1:9".to_string(), "127.0.0.1:10".to_string()]
+        );
     }
 
     #[test]

@@ -156,3 +156,47 @@ async fn join_then_leave_under_a_writer() {
     wait_exact_ownership(&members, &snapshot).await;
     drop(n4);
 }
+
+/// A leave belongs to the node, not to the request that asked for it: the first caller gives up
+/// after 200 ms (well inside the 3 s transition grace), a second request joins the leave in
+/// progress and gets its outcome, and the node hands everything over and exits by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_outlives_the_caller_that_gave_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(
+        dir.path(),
+        3,
+        &["--replication-factor", "2", "--transition-grace-ms", "3000"],
+    );
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    wait_states(&addrs, &[1, 2, 3], pb::MemberState::Up).await;
+    let mut c = kv(&addrs[0]).await;
+    let mut written = BTreeMap::new();
+    for i in 0..200 {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        put(&mut c, &key, &value, Quorum).await.unwrap();
+        written.insert(key, value);
+    }
+
+    let mut impatient = tonic::Request::new(pb::LeaveRequest { node_id: 3 });
+    impatient.set_timeout(std::time::Duration::from_millis(200));
+    let gave_up = internal(&addrs[2]).await.leave(impatient).await;
+    assert!(
+        gave_up.is_err(),
+        "a leave cannot finish inside its 3 s grace: {gave_up:?}"
+    );
+    let joined = internal(&addrs[2])
+        .await
+        .leave(pb::LeaveRequest { node_id: 3 })
+        .await
+        .expect("a second request joins the leave in progress")
+        .into_inner();
+    assert!(joined.keys_moved > 0);
+    assert!(
+        nodes[2].wait_exit(START_DEADLINE) == Some(true),
+        "node 3 did not exit cleanly after leaving"
+    );
+    let stay = &addrs[..2];
+    wait_states(stay, &[3], pb::MemberState::Left).await;
+    check_all_readable(stay, &written).await;
+}

@@ -12,6 +12,13 @@ pub enum Failure {
     Usage(String),
     /// The cluster (or the attempt to reach it) failed.
     Client(ClientError),
+    /// `leave` got no answer in time. The leave belongs to the node and goes on without us.
+    LeaveUnconfirmed {
+        /// The node asked to leave.
+        node_id: u32,
+        /// What the last attempt saw.
+        error: ClientError,
+    },
     /// A local problem: reading a file, writing stdout.
     Local(anyhow::Error),
 }
@@ -22,6 +29,13 @@ pub fn exit_code(failure: &Failure) -> (u8, String) {
         Failure::NotFound(msg) => (1, msg.clone()),
         Failure::Usage(msg) => (2, msg.clone()),
         Failure::Local(e) => (4, format!("{e:#}")),
+        Failure::LeaveUnconfirmed { node_id, error } => (
+            3,
+            format!(
+                "{error} (the leave goes on in node {node_id}: run `kv leave {node_id}` again to \
+                 wait for it, or watch its state with `kv ring`)"
+            ),
+        ),
         Failure::Client(e) => {
             let code = match (e, e.kind()) {
                 (ClientError::InvalidArgument(_), _) => 2,
@@ -71,5 +85,11 @@ mod tests {
         }
         let (_, msg) = exit_code(&Failure::Client(ClientError::UnknownOutcome("t".into())));
         assert!(msg.contains("may have been applied"), "{msg}");
+        let (code, msg) = exit_code(&Failure::LeaveUnconfirmed {
+            node_id: 3,
+            error: ClientError::UnknownOutcome("t".into()),
+        });
+        assert_eq!(code, 3);
+        assert!(msg.contains("run `kv leave 3` again"), "{msg}");
     }
 }

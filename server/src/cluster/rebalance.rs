@@ -12,7 +12,10 @@
 //! 5. announce itself *up*; reads now use it.
 //!
 //! Leave: announce *leaving* everywhere, wait the grace, push every local entry to its owners
-//! in the ring without this node, announce *left*, stop.
+//! in the ring without this node, announce *left*, stop. The leave runs in a task of its own
+//! ([`start_leave`]): a caller that gives up waiting (a deadline, a dropped connection) does not
+//! stop it halfway, a second request joins the one in progress, and one that failed can be asked
+//! for again and resumes from *leaving*.
 //!
 //! Cleanup: once the ring has been stable for the grace period, a node that is up drops every
 //! key it neither replicates in the current nor in the pending ring (the new owners have it by
@@ -24,6 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared as SharedFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use kvstore_proto::pb;
 use kvstore_proto::ring::{Arc as TokenArc, key_hash};
@@ -264,9 +269,11 @@ pub fn scan_ranges(
 
 /// Leaves the cluster: hands every local entry to its owners in the ring without this node,
 /// then announces *left*. Returns the keys handed over.
-pub async fn leave(shared: &Arc<Shared>) -> Result<u64> {
+async fn leave(shared: &Arc<Shared>) -> Result<u64> {
     let status = shared.view().my_status;
-    if status != Status::Up {
+    // Leaving: an earlier attempt failed part-way; announcing and handing over again is safe
+    // (last-write-wins makes a repeated handoff harmless).
+    if status != Status::Up && status != Status::Leaving {
         return Err(Error::Precondition(format!(
             "node {} is {} and cannot start leaving",
             shared.id(),
@@ -340,6 +347,40 @@ pub async fn leave(shared: &Arc<Shared>) -> Result<u64> {
     }
     tracing::info!(moved, "left the cluster");
     Ok(moved)
+}
+
+/// A leave in progress: every caller awaits the same outcome (keys handed over, or the error).
+pub type LeaveHandle = SharedFuture<BoxFuture<'static, std::result::Result<u64, Arc<Error>>>>;
+
+/// Starts this node's leave, or joins the one already running, and returns its outcome to
+/// await. The leave runs in its own task and stops the node once it is done, whether or not
+/// anyone still waits for it. A failed leave is not joined: asking again starts a new attempt.
+pub fn start_leave(shared: &Arc<Shared>) -> LeaveHandle {
+    let mut slot = shared.leave_slot();
+    if let Some(running) = slot.as_ref()
+        && !matches!(running.peek(), Some(Err(_)))
+    {
+        return running.clone();
+    }
+    let s = Arc::clone(shared);
+    let task = tokio::spawn(async move {
+        let outcome = leave(&s).await;
+        if outcome.is_ok() {
+            s.request_stop();
+        }
+        outcome.map_err(Arc::new)
+    });
+    let handle = async move {
+        task.await.unwrap_or_else(|e| {
+            Err(Arc::new(Error::Membership(format!(
+                "the leave task ended abnormally: {e}"
+            ))))
+        })
+    }
+    .boxed()
+    .shared();
+    *slot = Some(handle.clone());
+    handle
 }
 
 /// Drops keys this node no longer replicates, whenever the ring has been stable for the grace

@@ -187,7 +187,7 @@ pub async fn run_with_ready(
         tokio::select! {
             _ = &mut shutdown => {
                 if shared.config.leave_on_shutdown && shared.view().my_status == Status::Up {
-                    match rebalance::leave(&shared).await {
+                    match rebalance::start_leave(&shared).await {
                         Ok(moved) => tracing::info!(moved, "left the cluster before shutting down"),
                         Err(e) => tracing::error!(error = %e, "leave on shutdown failed"),
                     }

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::cluster::hints::HintStore;
 use crate::cluster::members::{Health, MemberTable, Status};
 use crate::cluster::placement::Placement;
+use crate::cluster::rebalance::LeaveHandle;
 use crate::config::NodeConfig;
 use crate::hlc::Hlc;
 use crate::replication::peer::{Peer, Peers};
@@ -82,6 +83,8 @@ pub struct Shared {
     synced: AtomicBool,
     /// Raised to ask the node to stop (after a leave, or by the shutdown signal).
     stop: watch::Sender<bool>,
+    /// The leave in progress or last attempted, if any.
+    leaving: Mutex<Option<LeaveHandle>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -121,6 +124,7 @@ impl Shared {
             ring_changed_at_ms: AtomicU64::new(0),
             synced: AtomicBool::new(false),
             stop,
+            leaving: Mutex::new(None),
         });
         shared.refresh_view();
         shared
@@ -208,6 +212,11 @@ impl Shared {
                 None
             }
         }
+    }
+
+    /// The slot of the leave in progress (see [`crate::cluster::rebalance::start_leave`]).
+    pub fn leave_slot(&self) -> MutexGuard<'_, Option<LeaveHandle>> {
+        self.leaving.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Asks the node to stop.

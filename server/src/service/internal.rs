@@ -279,11 +279,11 @@ impl NodeInternal for InternalService {
                 Op::Read,
             ));
         }
-        let moved = rebalance::leave(&self.shared)
+        // The leave goes on if this caller gives up; the node stops once it is done (the server
+        // finishes in-flight calls first, so this answer still goes out).
+        let moved = rebalance::start_leave(&self.shared)
             .await
             .map_err(|e| to_status(&e, Op::Read))?;
-        // Stop once the answer is on its way (the server finishes in-flight calls first).
-        self.shared.request_stop();
         Ok(Response::new(pb::LeaveResponse { keys_moved: moved }))
     }
 
