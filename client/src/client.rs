@@ -30,6 +30,9 @@ use crate::routing::{MAX_CANDIDATES, order_candidates};
 use crate::topology::Topology;
 use crate::{ClientConfig, ClientError};
 
+/// The generated KVStore stub, as the pool holds one per node.
+type KvClient = pb::kv_store_client::KvStoreClient<tonic::transport::Channel>;
+
 /// Shortest gap between two on-demand ring refreshes, so a burst of routing errors costs one
 /// fetch, not one per failed request.
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
@@ -168,25 +171,15 @@ impl Client {
 
     /// Reads `key`.
     pub async fn get(&self, key: &str, opts: ReadOptions) -> Result<GetResult, ClientError> {
-        let consistency = wire_consistency(opts.consistency);
+        let request = pb::GetRequest {
+            key: key.to_string(),
+            consistency: wire_consistency(opts.consistency),
+        };
         let (resp, node) = self
-            .inner
-            .run(
-                Op::Read,
-                Target::Key(key.as_bytes()),
-                self.inner.config.max_attempts,
-                |node, budget| {
-                    let mut kv = node.kv.clone();
-                    let mut req = tonic::Request::new(pb::GetRequest {
-                        key: key.to_string(),
-                        consistency,
-                    });
-                    req.set_timeout(budget);
-                    async move { kv.get(req).await }
-                },
-            )
+            .keyed(Op::Read, key, request, |mut kv, req| async move {
+                kv.get(req).await
+            })
             .await?;
-        let resp = resp.into_inner();
         Ok(GetResult {
             value: resp.exists.then_some(resp.value),
             version: resp
@@ -205,63 +198,65 @@ impl Client {
         value: Bytes,
         opts: WriteOptions,
     ) -> Result<PutResult, ClientError> {
-        let consistency = wire_consistency(opts.consistency);
+        let request = pb::PutRequest {
+            key: key.to_string(),
+            value,
+            ttl_ms: opts.ttl_ms,
+            consistency: wire_consistency(opts.consistency),
+            return_old_value: false,
+        };
         let (resp, node) = self
-            .inner
-            .run(
-                Op::Write,
-                Target::Key(key.as_bytes()),
-                self.inner.config.max_attempts,
-                |node, budget| {
-                    let mut kv = node.kv.clone();
-                    let mut req = tonic::Request::new(pb::PutRequest {
-                        key: key.to_string(),
-                        value: value.clone(),
-                        ttl_ms: opts.ttl_ms,
-                        consistency,
-                        return_old_value: false,
-                    });
-                    req.set_timeout(budget);
-                    async move { kv.put(req).await }
-                },
-            )
+            .keyed(Op::Write, key, request, |mut kv, req| async move {
+                kv.put(req).await
+            })
             .await?;
-        let version = resp.into_inner().version.ok_or_else(|| {
-            ClientError::UnknownOutcome(format!("{}: put answered without a version", node.addr))
-        })?;
         Ok(PutResult {
-            version: version.into(),
+            version: assigned_version(resp.version, &node, "put")?,
             coordinator: node.addr.clone(),
         })
     }
 
     /// Deletes `key` (writes a tombstone).
     pub async fn delete(&self, key: &str, opts: WriteOptions) -> Result<DeleteResult, ClientError> {
-        let consistency = wire_consistency(opts.consistency);
+        let request = pb::DeleteRequest {
+            key: key.to_string(),
+            consistency: wire_consistency(opts.consistency),
+        };
         let (resp, node) = self
-            .inner
-            .run(
-                Op::Write,
-                Target::Key(key.as_bytes()),
-                self.inner.config.max_attempts,
-                |node, budget| {
-                    let mut kv = node.kv.clone();
-                    let mut req = tonic::Request::new(pb::DeleteRequest {
-                        key: key.to_string(),
-                        consistency,
-                    });
-                    req.set_timeout(budget);
-                    async move { kv.delete(req).await }
-                },
-            )
+            .keyed(Op::Write, key, request, |mut kv, req| async move {
+                kv.delete(req).await
+            })
             .await?;
-        let version = resp.into_inner().version.ok_or_else(|| {
-            ClientError::UnknownOutcome(format!("{}: delete answered without a version", node.addr))
-        })?;
         Ok(DeleteResult {
-            version: version.into(),
+            version: assigned_version(resp.version, &node, "delete")?,
             coordinator: node.addr.clone(),
         })
+    }
+
+    /// Sends `request` about `key` to a coordinator chosen by the ring, with retries as `op`
+    /// allows; each attempt carries the time left as its gRPC deadline.
+    async fn keyed<Req, Resp, F, Fut>(
+        &self,
+        op: Op,
+        key: &str,
+        request: Req,
+        call: F,
+    ) -> Result<(Resp, Arc<Node>), ClientError>
+    where
+        Req: Clone,
+        F: Fn(KvClient, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let attempts = self.inner.config.max_attempts;
+        let (resp, node) = self
+            .inner
+            .run(op, Target::Key(key.as_bytes()), attempts, |node, budget| {
+                let mut req = tonic::Request::new(request.clone());
+                req.set_timeout(budget);
+                call(node.kv.clone(), req)
+            })
+            .await?;
+        Ok((resp.into_inner(), node))
     }
 
     /// The ring as the cluster reports it (fetched now, from any node); also refreshes this
@@ -389,6 +384,17 @@ impl Client {
             .filter_map(|id| topo.members.get(id).map(|m| m.node.addr.clone()))
             .collect()
     }
+}
+
+/// The version a write was given; a write answered without one has an unknown outcome.
+fn assigned_version(
+    version: Option<pb::Version>,
+    node: &Node,
+    what: &str,
+) -> Result<Version, ClientError> {
+    version.map(Version::from).ok_or_else(|| {
+        ClientError::UnknownOutcome(format!("{}: {what} answered without a version", node.addr))
+    })
 }
 
 /// The wire value of an optional consistency level.
