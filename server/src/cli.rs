@@ -62,7 +62,8 @@ pub struct Args {
     /// Virtual nodes per member on the ring. [default: 64]
     #[arg(long)]
     pub vnodes: Option<u32>,
-    /// Storage fsync policy: always (group commit), interval=<ms>, or never. [default: always]
+    /// Storage fsync policy: always (group commit), interval=MS (a sync every MS milliseconds),
+    /// or never. [default: always]
     #[arg(long, value_name = "POLICY")]
     pub fsync: Option<String>,
     /// Refuse replica versions further ahead of this node's clock than this. [default: 500]

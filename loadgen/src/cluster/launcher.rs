@@ -85,7 +85,7 @@ fn free_port() -> Result<u16, LoadgenError> {
 
 impl LocalCluster {
     /// Starts `spec.nodes` nodes; node 0 first, the others joining through it. Returns once
-    /// every process is spawned; call [`LocalCluster::wait_formed`] before sending load.
+    /// every process is spawned; call [`wait_formed`] before sending load.
     pub fn start(
         spec: &ClusterSpec,
         program: ServerProgram,

@@ -9,7 +9,7 @@
 //! of *before* with no errors, so 0 means "the first second after healing was already healthy";
 //! its resolution is one second. Empty when that never happens within the run.
 //!
-//! Pure computation over the per-second measurements; [`write`] saves `phases.csv`.
+//! Pure computation over the per-second measurements; [`write()`] saves `phases.csv`.
 
 use std::path::Path;
 
