@@ -51,14 +51,7 @@ impl Executor for KvExecutor {
                 .await
             }
             OpKind::Delete => match self.client.delete(&op.key, write).await {
-                Ok(r) => OpReport {
-                    outcome: Ok(()),
-                    version: Some(r.version),
-                    coordinator: r.coordinator,
-                    read_value: None,
-                    expires_at_ms: 0,
-                    read_version: None,
-                },
+                Ok(r) => OpReport::written(r.version, r.coordinator),
                 Err(e) => OpReport::failed(e.kind()),
             },
             OpKind::ReadModifyWrite => {
@@ -98,14 +91,7 @@ async fn read(client: &Client, key: &str) -> OpReport {
 
 async fn put(client: &Client, key: &str, value: bytes::Bytes, opts: WriteOptions) -> OpReport {
     match client.put(key, value, opts).await {
-        Ok(r) => OpReport {
-            outcome: Ok(()),
-            version: Some(r.version),
-            coordinator: r.coordinator,
-            read_value: None,
-            expires_at_ms: 0,
-            read_version: None,
-        },
+        Ok(r) => OpReport::written(r.version, r.coordinator),
         Err(e) => OpReport::failed(e.kind()),
     }
 }

@@ -70,6 +70,16 @@ impl OpReport {
             ..Self::default()
         }
     }
+
+    /// An acknowledged write (put or delete) and the version it was given.
+    pub fn written(version: Version, coordinator: String) -> Self {
+        Self {
+            outcome: Ok(()),
+            version: Some(version),
+            coordinator,
+            ..Self::default()
+        }
+    }
 }
 
 /// Sends operations somewhere. One executor per client: it owns that client's connections.

@@ -58,6 +58,20 @@ pub fn error_name(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// `h`'s value at quantile `q`, 0 when it recorded nothing.
+pub fn quantile_or_zero(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+/// `h`'s largest value, 0 when it recorded nothing.
+pub fn max_or_zero(h: &Histogram<u64>) -> u64 {
+    if h.is_empty() { 0 } else { h.max() }
+}
+
 /// A growable histogram of microseconds with `sigfig` significant digits.
 pub fn new_histogram(sigfig: u8) -> Histogram<u64> {
     // Auto-resizing: only the range actually seen is allocated. `new` cannot fail for 2 or 3.

@@ -113,6 +113,29 @@ pub fn create_run_dir(root: &Path, name: &str, stamp: &str) -> Result<PathBuf, L
     ))
 }
 
+/// Writes `rows` as a CSV file with a header from their field names.
+pub(crate) fn write_csv<T: serde::Serialize>(
+    path: &Path,
+    rows: impl IntoIterator<Item = T>,
+) -> Result<(), LoadgenError> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| LoadgenError::results(path, e))?;
+    for row in rows {
+        w.serialize(row)
+            .map_err(|e| LoadgenError::results(path, e))?;
+    }
+    w.flush().map_err(|e| LoadgenError::results(path, e))
+}
+
+/// Reads a CSV file written by [`write_csv`].
+pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Vec<T>, LoadgenError> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| LoadgenError::results(path, e))?;
+    r.deserialize()
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(|e| LoadgenError::results(path, e))
+}
+
 /// Writes every results file into `dir`.
 pub fn write_all(dir: &Path, r: &RunResults) -> Result<(), LoadgenError> {
     let write = |name: &str, text: String| {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::FaultEvent;
 use crate::LoadgenError;
-use crate::measure::{Measurements, OpStats, SECOND_SIGFIG};
+use crate::measure::{Measurements, OpStats, SECOND_SIGFIG, quantile_or_zero};
 use crate::scenario::FaultAction;
 
 /// Throughput recovered when a second reaches this share of the pre-fault throughput.
@@ -100,11 +100,7 @@ fn window(m: &Measurements, from: f64, to: f64, limit: u64) -> Window {
         } else {
             merged.ok as f64 / seconds as f64
         },
-        p99_us: if merged.latency.is_empty() {
-            0
-        } else {
-            merged.latency.value_at_quantile(0.99)
-        },
+        p99_us: quantile_or_zero(&merged.latency, 0.99),
         errors: merged.error_total(),
         seconds,
     }

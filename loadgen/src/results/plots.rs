@@ -178,15 +178,10 @@ fn latency(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
         .iter()
         .filter(|row| row.op == "all" && row.ok > 0)
         .collect();
-    let y_max = all.iter().map(|row| ms(row.max_us)).fold(1.0, f64::max) * 2.0;
-    let y_min = all
-        .iter()
-        .map(|row| ms(row.p50_us))
-        .filter(|v| *v > 0.0)
-        .fold(f64::MAX, f64::min)
-        .min(y_max / 10.0)
-        .max(0.001)
-        / 2.0;
+    let (y_min, y_max) = log_range(
+        all.iter().map(|row| ms(row.p50_us)),
+        all.iter().map(|row| ms(row.max_us)),
+    );
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -279,19 +274,8 @@ fn percentiles(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
         true,
         percentile_curve(&overall.service, x_max),
     ));
-    let y_max = curves
-        .iter()
-        .flat_map(|c| c.3.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
-        * 2.0;
-    let y_min = curves
-        .iter()
-        .flat_map(|c| c.3.iter().map(|p| p.1))
-        .filter(|v| *v > 0.0)
-        .fold(f64::MAX, f64::min)
-        .min(y_max / 10.0)
-        .max(0.001)
-        / 2.0;
+    let points = || curves.iter().flat_map(|c| c.3.iter().map(|p| p.1));
+    let (y_min, y_max) = log_range(points(), points());
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -353,4 +337,17 @@ fn percentiles(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
         .draw()
         .map_err(|e| err(path, e))?;
     root.present().map_err(|e| err(path, e))
+}
+
+/// A log-scale axis range (ms) that shows every value: from half the smallest positive `low`
+/// (at most a tenth of the top, at least 1 µs) to twice the largest `high` (at least 1 ms).
+fn log_range(low: impl Iterator<Item = f64>, high: impl Iterator<Item = f64>) -> (f64, f64) {
+    let y_max = high.fold(1.0, f64::max) * 2.0;
+    let y_min = low
+        .filter(|v| *v > 0.0)
+        .fold(f64::MAX, f64::min)
+        .min(y_max / 10.0)
+        .max(0.001)
+        / 2.0;
+    (y_min, y_max)
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RunResults;
 use crate::LoadgenError;
-use crate::measure::OpStats;
+use crate::measure::{OpStats, max_or_zero, quantile_or_zero};
 
 /// One row of `summary.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,13 +57,6 @@ impl SummaryRow {
     /// A row for `op` from its stats over `elapsed_s` seconds.
     pub fn from_stats(op: &str, s: &OpStats, elapsed_s: f64, r: &RunResults) -> Self {
         let ops_per_sec = s.ok as f64 / elapsed_s.max(1e-9);
-        let q = |h: &hdrhistogram::Histogram<u64>, q: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(q)
-            }
-        };
         Self {
             op: op.to_string(),
             count: s.ok,
@@ -73,22 +66,18 @@ impl SummaryRow {
             } else {
                 s.latency.mean()
             },
-            p50_us: q(&s.latency, 0.5),
-            p95_us: q(&s.latency, 0.95),
-            p99_us: q(&s.latency, 0.99),
-            p999_us: q(&s.latency, 0.999),
-            max_us: if s.latency.is_empty() {
-                0
-            } else {
-                s.latency.max()
-            },
+            p50_us: quantile_or_zero(&s.latency, 0.5),
+            p95_us: quantile_or_zero(&s.latency, 0.95),
+            p99_us: quantile_or_zero(&s.latency, 0.99),
+            p999_us: quantile_or_zero(&s.latency, 0.999),
+            max_us: max_or_zero(&s.latency),
             svc_mean_us: if s.service.is_empty() {
                 0.0
             } else {
                 s.service.mean()
             },
-            svc_p50_us: q(&s.service, 0.5),
-            svc_p99_us: q(&s.service, 0.99),
+            svc_p50_us: quantile_or_zero(&s.service, 0.5),
+            svc_p99_us: quantile_or_zero(&s.service, 0.99),
             err_unavailable: s.errors[0],
             err_unknown_outcome: s.errors[1],
             err_other: s.errors[2],
@@ -114,18 +103,10 @@ pub fn rows(r: &RunResults) -> Vec<SummaryRow> {
 
 /// Writes `summary.csv`.
 pub fn write(path: &Path, r: &RunResults) -> Result<(), LoadgenError> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| LoadgenError::results(path, e))?;
-    for row in rows(r) {
-        w.serialize(row)
-            .map_err(|e| LoadgenError::results(path, e))?;
-    }
-    w.flush().map_err(|e| LoadgenError::results(path, e))
+    super::write_csv(path, rows(r))
 }
 
 /// Reads a `summary.csv`.
 pub fn read(path: &Path) -> Result<Vec<SummaryRow>, LoadgenError> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| LoadgenError::results(path, e))?;
-    r.deserialize()
-        .collect::<Result<Vec<SummaryRow>, _>>()
-        .map_err(|e| LoadgenError::results(path, e))
+    super::read_csv(path)
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::LoadgenError;
-use crate::measure::{Measurements, OpStats};
+use crate::measure::{Measurements, OpStats, max_or_zero, quantile_or_zero};
 
 /// One row of `timeseries.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,28 +46,17 @@ pub struct SeriesRow {
 }
 
 fn row(second: u64, op: &str, s: &OpStats, covered: f64) -> SeriesRow {
-    let q = |h: &hdrhistogram::Histogram<u64>, q: f64| {
-        if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(q)
-        }
-    };
     SeriesRow {
         second,
         op: op.to_string(),
         ok: s.ok,
         ops_per_sec: s.ok as f64 / covered.max(1e-3),
         covered_s: covered,
-        p50_us: q(&s.latency, 0.5),
-        p99_us: q(&s.latency, 0.99),
-        max_us: if s.latency.is_empty() {
-            0
-        } else {
-            s.latency.max()
-        },
-        svc_p50_us: q(&s.service, 0.5),
-        svc_p99_us: q(&s.service, 0.99),
+        p50_us: quantile_or_zero(&s.latency, 0.5),
+        p99_us: quantile_or_zero(&s.latency, 0.99),
+        max_us: max_or_zero(&s.latency),
+        svc_p50_us: quantile_or_zero(&s.service, 0.5),
+        svc_p99_us: quantile_or_zero(&s.service, 0.99),
         err_unavailable: s.errors[0],
         err_unknown_outcome: s.errors[1],
         err_other: s.errors[2],
@@ -95,17 +84,10 @@ pub fn rows(m: &Measurements) -> Vec<SeriesRow> {
 
 /// Writes `timeseries.csv`.
 pub fn write(path: &Path, m: &Measurements) -> Result<(), LoadgenError> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| LoadgenError::results(path, e))?;
-    for r in rows(m) {
-        w.serialize(r).map_err(|e| LoadgenError::results(path, e))?;
-    }
-    w.flush().map_err(|e| LoadgenError::results(path, e))
+    super::write_csv(path, rows(m))
 }
 
 /// Reads a `timeseries.csv`.
 pub fn read(path: &Path) -> Result<Vec<SeriesRow>, LoadgenError> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| LoadgenError::results(path, e))?;
-    r.deserialize()
-        .collect::<Result<Vec<SeriesRow>, _>>()
-        .map_err(|e| LoadgenError::results(path, e))
+    super::read_csv(path)
 }

@@ -79,23 +79,15 @@ fn cluster(c: &ClusterSpec) -> Result<(), Invalid> {
             ),
         );
     }
-    if c.read_quorum == 0 || c.read_quorum > c.replication {
-        return bad(
-            "cluster.read_quorum",
-            format!(
-                "R must be in 1..=N ({}), got {}",
-                c.replication, c.read_quorum
-            ),
-        );
-    }
-    if c.write_quorum == 0 || c.write_quorum > c.replication {
-        return bad(
-            "cluster.write_quorum",
-            format!(
-                "W must be in 1..=N ({}), got {}",
-                c.replication, c.write_quorum
-            ),
-        );
+    let quorums = [
+        ("cluster.read_quorum", "R", c.read_quorum),
+        ("cluster.write_quorum", "W", c.write_quorum),
+    ];
+    for (field, name, q) in quorums {
+        if q == 0 || q > c.replication {
+            let n = c.replication;
+            return bad(field, format!("{name} must be in 1..=N ({n}), got {q}"));
+        }
     }
     if c.is_local() {
         for (field, count) in [
