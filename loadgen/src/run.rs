@@ -173,12 +173,12 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         results.ceiling = Some(before.best(after));
     }
     status.finish();
-    results::write_all(&dir, &results)?;
     let phases = results::phases::compute(
         &results.measurements,
         &results.faults,
         results.measured_seconds,
     );
+    results::write_all(&dir, &results, &phases)?;
     let report = results::report::render(&results, &phases, Some(&dir));
     history_result?;
     Ok(RunOutcome {

@@ -145,11 +145,6 @@ impl ChildProcess {
         self.child.id()
     }
 
-    /// The name given at spawn.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Sends `signal` to this process only.
     pub fn signal(&self, signal: i32) -> std::io::Result<()> {
         // SAFETY: kill(2) with our own child's PID; no memory is shared.
@@ -426,11 +421,6 @@ impl NodeProcess {
             .expect("start always passes --listen");
         self.flags[i + 1] = self.addr.clone();
         self.spawn()
-    }
-
-    /// The running process, if any.
-    pub fn process(&self) -> Option<&ChildProcess> {
-        self.process.as_ref()
     }
 
     /// The process id while running.

@@ -136,18 +136,17 @@ pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(
         .map_err(|e| LoadgenError::results(path, e))
 }
 
-/// Writes every results file into `dir`.
-pub fn write_all(dir: &Path, r: &RunResults) -> Result<(), LoadgenError> {
+/// Writes every results file of a finished run into `dir` (`scenario.toml` is written when the
+/// run starts, so even an interrupted run names what it ran).
+pub fn write_all(dir: &Path, r: &RunResults, phases: &[phases::Phase]) -> Result<(), LoadgenError> {
     let write = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|e| LoadgenError::results(p, e))
     };
-    write("scenario.toml", r.scenario.to_toml())?;
     summary::write(&dir.join("summary.csv"), r)?;
     timeseries::write(&dir.join("timeseries.csv"), &r.measurements)?;
     hdrlog::write(dir, &r.measurements)?;
-    let phases = phases::compute(&r.measurements, &r.faults, r.measured_seconds);
-    phases::write(&dir.join("phases.csv"), &phases)?;
+    phases::write(&dir.join("phases.csv"), phases)?;
     let mut faults = String::from("at_s,action,node,error\n");
     for f in &r.faults {
         faults.push_str(&format!(
@@ -159,7 +158,7 @@ pub fn write_all(dir: &Path, r: &RunResults) -> Result<(), LoadgenError> {
         ));
     }
     write("faults.csv", faults)?;
-    plots::write_all(dir, r, &phases)?;
+    plots::write_all(dir, r, phases)?;
     Ok(())
 }
 
