@@ -3,8 +3,8 @@
 //! needs, and (op id, line) pairs sorted once at the end to refuse reused op ids.
 //!
 //! Building it streams the rows once; it keeps no strings per row (a 1,000,000-row history
-//! peaks at about 250 MB, all indexes included). It validates cross-row consistency (reused op ids or value ids) but
-//! judges nothing about the store.
+//! peaks at about 250 MB, all indexes included). It validates cross-row consistency (reused op
+//! ids or value ids) but judges nothing about the store.
 
 use crate::fasthash::FastMap as HashMap;
 

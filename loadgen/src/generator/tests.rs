@@ -35,8 +35,8 @@ fn freq(m: &HashMap<u64, u64>, k: u64) -> f64 {
 }
 
 /// Checks the top ranks' observed frequencies against the generator's exact law (within 4%,
-/// at least 5 standard deviations for these ranks), and that law against Zipf's (the approximation's
-/// documented error).
+/// at least 5 standard deviations for these ranks), and that law against Zipf's (the
+/// approximation's documented error).
 fn check_zipf_profile(items: u64, observed: impl Fn(u64) -> f64, law: &Zipfian) {
     for rank in 0..10 {
         let exact = law.generator_probability(rank);

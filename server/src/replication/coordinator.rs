@@ -5,9 +5,9 @@
 //!   after the write quorum, and leave the stragglers to a background task that turns every
 //!   replica that failed or did not answer into a hint.
 //! - Get: ask R live replicas of the key (this node first when it is one, peers through their
-//!   batched read streams; a replica that fails is replaced by the next live one), answer with the newest version, and in the background
-//!   send the newest entry to every replica that answered older or nothing (read repair,
-//!   counted).
+//!   batched read streams; a replica that fails is replaced by the next live one), answer with
+//!   the newest version, and in the background send the newest entry to every replica that
+//!   answered older or nothing (read repair, counted).
 //!
 //! Quorum arithmetic is in [`super::quorum`]; this module only moves messages and time.
 
