@@ -136,6 +136,7 @@ mod tests {
             state: state as i32,
             incarnation: 1,
             heartbeat: 1,
+            ..Default::default()
         }
     }
 

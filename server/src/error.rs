@@ -32,8 +32,9 @@ pub enum Error {
         /// The level asked, for the message (e.g. `W=2`).
         level: String,
     },
-    /// Replicas were asked but fewer than needed acknowledged. When `acked > 0` the write is
-    /// stored somewhere and will spread (hints, repair): its outcome is unknown to the caller.
+    /// Replicas were asked but fewer than needed acknowledged. When `maybe_applied` the write
+    /// may be stored somewhere and spread (hints, repair): its outcome is unknown to the caller;
+    /// otherwise no replica holds it (a definite failure).
     #[error("needed {kind}={needed} replicas ({level}), {acked} answered{}", if *timed_out { " before the deadline" } else { "" })]
     NotEnoughReplicas {
         /// `W` for writes, `R` for reads.
@@ -46,6 +47,21 @@ pub enum Error {
         level: String,
         /// Whether the deadline passed (rather than every replica answering with a failure).
         timed_out: bool,
+        /// Whether some replica may hold the write: it acknowledged, failed in a way that may
+        /// have stored it, or had not answered when the coordinator gave up. Always false for
+        /// reads.
+        maybe_applied: bool,
+    },
+    /// This node's clock is not safe to stamp writes with (too far from its peers, not yet
+    /// measured, or its floor is ahead of its wall clock); nothing was written anywhere.
+    #[error("node {node} coordinates no writes: clock {state}: {reason}")]
+    ClockUnsafe {
+        /// This node's id.
+        node: u32,
+        /// `unhealthy` or `unverified`.
+        state: &'static str,
+        /// Why, in words.
+        reason: String,
     },
     /// The node is leaving the cluster (or has left) and coordinates no more requests.
     #[error("node {node} is {state} and no longer coordinates requests; use another node")]
@@ -108,9 +124,7 @@ impl Error {
     /// Whether a write that failed with this error may nonetheless have been applied.
     pub fn outcome_unknown(&self) -> bool {
         match self {
-            Self::NotEnoughReplicas {
-                acked, timed_out, ..
-            } => *acked > 0 || *timed_out,
+            Self::NotEnoughReplicas { maybe_applied, .. } => *maybe_applied,
             _ => false,
         }
     }

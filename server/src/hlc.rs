@@ -28,7 +28,11 @@ pub const LOGICAL_BITS: u32 = 16;
 /// Default bound on how far a remote timestamp may run ahead of the local wall clock.
 pub const DEFAULT_MAX_CLOCK_OFFSET_MS: u64 = 500;
 
-/// How far ahead of issued timestamps the persisted ceiling is placed.
+/// How far ahead of issued timestamps the persisted ceiling is placed, at most. The window is
+/// also capped at half the max clock offset: after a restart the ceiling is the floor of every
+/// new timestamp, and a floor further ahead of the wall clock than the max offset would have
+/// every replica refuse this node's writes (it did, for up to 2 s after each restart, when the
+/// window was a fixed 2 s and the offset 500 ms).
 pub const DEFAULT_CEILING_WINDOW_MS: u64 = 2_000;
 
 /// Packs physical milliseconds and a logical counter into one timestamp.
@@ -145,7 +149,7 @@ impl Hlc {
         Self {
             clock,
             max_offset_ms,
-            ceiling_window_ms: DEFAULT_CEILING_WINDOW_MS,
+            ceiling_window_ms: DEFAULT_CEILING_WINDOW_MS.min(max_offset_ms / 2).max(1),
             state: Mutex::new(State {
                 last: 0,
                 ceiling: 0,

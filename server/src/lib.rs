@@ -1,6 +1,8 @@
 //! A kvstore node.
 //!
 //! - [`hlc`]: the Hybrid Logical Clock that stamps every write;
+//! - [`clock_guard`]: whether this node's clock may stamp writes (offsets measured against
+//!   its peers, jumps of its own clock, a recovered floor ahead of its wall clock);
 //! - [`storage`]: the storage engine (the [`storage::Engine`] trait, an in-memory reference and
 //!   the durable log-structured engine);
 //! - [`cluster`]: membership (gossip, failure detection), placement, join/leave rebalancing,
@@ -16,6 +18,7 @@
 //! taking time and messages as arguments; the tasks around it only move messages.
 
 pub mod cli;
+pub mod clock_guard;
 pub mod cluster;
 pub mod config;
 pub mod error;

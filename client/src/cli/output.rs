@@ -86,6 +86,48 @@ pub fn status_block(s: &pb::NodeStatusResponse) -> String {
         "  keys {}  hints pending {}  hints replayed {}  read repairs {}  clock-skew rejections {}",
         s.keys, s.hints_pending, s.hints_replayed, s.read_repairs, s.clock_skew_rejections
     );
+    if let Some(c) = &s.clock {
+        let offsets: Vec<String> = c
+            .offsets
+            .iter()
+            .map(|o| format!("{}:{:+}ms±{}", o.node, o.offset_ms, o.uncertainty_ms))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  clock {}  offsets to peers {}  floor ahead {} ms  writes refused for the clock {}",
+            c.state,
+            if offsets.is_empty() {
+                "-".into()
+            } else {
+                offsets.join(" ")
+            },
+            c.floor_ahead_ms,
+            c.writes_refused
+        );
+        if !c.reason.is_empty() {
+            let _ = writeln!(out, "    {}", c.reason);
+        }
+    }
+    if !s.writes_refused.is_empty() {
+        let _ = writeln!(out, "  storage takes no writes: {}", s.writes_refused);
+    }
+    if !s.replica_refusals.is_empty() {
+        let refusals: Vec<String> = s
+            .replica_refusals
+            .iter()
+            .map(|r| {
+                let kind = pb::Refusal::try_from(r.refusal)
+                    .map(|k| {
+                        k.as_str_name()
+                            .trim_start_matches("REFUSAL_")
+                            .to_lowercase()
+                    })
+                    .unwrap_or_else(|_| r.refusal.to_string());
+                format!("node {} {kind} {}", r.node, r.count)
+            })
+            .collect();
+        let _ = writeln!(out, "  replica refusals  {}", refusals.join(", "));
+    }
     if let Some(st) = &s.storage {
         let _ = writeln!(
             out,
@@ -129,6 +171,7 @@ mod tests {
             state: state as i32,
             incarnation: 1,
             heartbeat: 3,
+            ..Default::default()
         }
     }
 

@@ -5,7 +5,9 @@
 //!   member table with up to [`GOSSIP_FANOUT`] random peers (push-pull: the callee merges ours
 //!   and answers with its own, which we merge).
 //! - Probes: every `ping_interval` each member that has not left is sent a `Heartbeat`; an
-//!   answer is direct evidence of life for the failure detector (`members::MemberTable`).
+//!   answer is direct evidence of life for the failure detector (`members::MemberTable`), and
+//!   its wall-clock reading measures the offset between the two clocks (`clock_guard`), judged
+//!   after every round.
 //!   After each round the request-path view is rebuilt so health changes reach it.
 //! - [`announce`]: pushes this node's table to every member and reports which ones took it,
 //!   so join and leave can wait until the whole cluster routes writes to old and new owners.
@@ -20,6 +22,7 @@ use kvstore_proto::pb;
 use rand::seq::IndexedRandom;
 
 use super::members::{Health, Member, Status};
+use crate::clock_guard::Sample;
 use crate::node::shared::{Periodic, Shared};
 
 /// Peers contacted per gossip round.
@@ -161,7 +164,21 @@ pub async fn run_probes(shared: Arc<Shared>) {
                     incarnation,
                 };
                 let mut client = peer.client();
-                if let Ok(Ok(_)) = tokio::time::timeout(wait, client.heartbeat(ping)).await {
+                let (sent_wall, sent_mono) = (shared.wall_ms(), shared.mono_ms());
+                if let Ok(Ok(pong)) = tokio::time::timeout(wait, client.heartbeat(ping)).await {
+                    let pong = pong.into_inner();
+                    if pong.wall_ms > 0 {
+                        shared.clock.record(
+                            id,
+                            Sample::from_round_trip(
+                                sent_wall,
+                                shared.wall_ms(),
+                                pong.wall_ms,
+                                sent_mono,
+                                shared.mono_ms(),
+                            ),
+                        );
+                    }
                     shared.with_members(|t, now| {
                         t.observe_alive(id, now);
                         ((), false)
@@ -170,6 +187,7 @@ pub async fn run_probes(shared: Arc<Shared>) {
             }
         });
         join_all(probes).await;
+        shared.evaluate_clock();
         let before = shared.view();
         shared.refresh_view();
         let after = shared.view();

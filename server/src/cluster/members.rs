@@ -88,6 +88,21 @@ pub struct Member {
     pub incarnation: u64,
     /// Raised by the member every gossip round.
     pub heartbeat: u64,
+    /// Conditions the member announces about itself (spread with its heartbeat).
+    pub conditions: Conditions,
+}
+
+/// What a member says about itself beyond its state: reasons coordinators should not count on
+/// it for some requests. Announced by the member, carried by its heartbeat (a newer heartbeat
+/// brings the newer conditions), never judged by others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Conditions {
+    /// Its clock is too far from the cluster's (or its floor ahead of its wall clock): it
+    /// coordinates no writes.
+    pub clock_unhealthy: bool,
+    /// Its storage takes no writes (disk full, read-only after an fsync failure): its writes
+    /// are hinted instead of sent.
+    pub writes_refused: bool,
 }
 
 impl Member {
@@ -99,6 +114,8 @@ impl Member {
             state: self.status.to_wire() as i32,
             incarnation: self.incarnation,
             heartbeat: self.heartbeat,
+            clock_unhealthy: self.conditions.clock_unhealthy,
+            writes_refused: self.conditions.writes_refused,
         }
     }
 
@@ -110,6 +127,10 @@ impl Member {
             status: Status::from_wire(m.state)?,
             incarnation: m.incarnation,
             heartbeat: m.heartbeat,
+            conditions: Conditions {
+                clock_unhealthy: m.clock_unhealthy,
+                writes_refused: m.writes_refused,
+            },
         })
     }
 }
@@ -161,6 +182,7 @@ impl MemberTable {
                     status,
                     incarnation: 1,
                     heartbeat: 0,
+                    conditions: Conditions::default(),
                 },
                 last_alive_ms: now_ms,
             },
@@ -207,6 +229,15 @@ impl MemberTable {
             .expect("self")
             .member
             .heartbeat += 1;
+    }
+
+    /// Sets the conditions this node announces about itself; returns whether they changed
+    /// (they spread with the next heartbeat).
+    pub fn set_my_conditions(&mut self, conditions: Conditions) -> bool {
+        let me = &mut self.members.get_mut(&self.self_id).expect("self").member;
+        let changed = me.conditions != conditions;
+        me.conditions = conditions;
+        changed
     }
 
     /// Records direct evidence (a probe answered) that `id` is alive.
@@ -259,6 +290,7 @@ impl MemberTable {
                     && remote.heartbeat > local.heartbeat
                 {
                     local.heartbeat = remote.heartbeat;
+                    local.conditions = remote.conditions;
                     r.last_alive_ms = r.last_alive_ms.max(now_ms);
                 }
             }
@@ -365,6 +397,7 @@ mod tests {
             status,
             incarnation,
             heartbeat,
+            conditions: Conditions::default(),
         }
     }
 

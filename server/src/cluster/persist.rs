@@ -65,6 +65,7 @@ pub fn load(path: &Path) -> std::io::Result<Vec<Member>> {
             status,
             incarnation: f[3].parse().map_err(|_| bad(line))?,
             heartbeat: f[4].parse().map_err(|_| bad(line))?,
+            conditions: Default::default(),
         });
     }
     Ok(out)
@@ -86,6 +87,7 @@ mod tests {
                 status: Status::Up,
                 incarnation: 3,
                 heartbeat: 99,
+                conditions: Default::default(),
             },
             Member {
                 id: 2,
@@ -93,6 +95,7 @@ mod tests {
                 status: Status::Left,
                 incarnation: 4,
                 heartbeat: 1,
+                conditions: Default::default(),
             },
         ];
         save(&path, &members).unwrap();

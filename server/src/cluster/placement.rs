@@ -172,6 +172,7 @@ mod tests {
                     status,
                     incarnation: 1,
                     heartbeat: 0,
+                    conditions: Default::default(),
                 },
                 0,
             );

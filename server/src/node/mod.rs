@@ -123,6 +123,20 @@ pub async fn run_with_ready(
     if !had_peers && shared.config.join.is_empty() {
         shared.set_synced();
     }
+    let floor_ms = crate::hlc::physical_ms(shared.hlc.last());
+    let wall = shared.wall_ms();
+    if floor_ms > wall + shared.config.max_clock_offset_ms {
+        // Every version this node would stamp now is beyond what its replicas accept: say so
+        // once, loudly; the clock guard keeps it from coordinating writes until it catches up.
+        tracing::error!(
+            ahead_ms = floor_ms - wall,
+            highest_timestamp = shared.hlc.last(),
+            "this node's recovered clock floor (the highest timestamp it ever issued or merged, \
+             from its log and its persisted ceiling) is ahead of its wall clock by more than the \
+             max clock offset: it coordinates no writes until the wall clock catches up"
+        );
+    }
+    shared.evaluate_clock();
 
     // Serve.
     let services = service::services(&shared);

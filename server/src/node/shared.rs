@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::clock_guard::{self, ClockGuard, Verdict};
 use crate::cluster::hints::HintStore;
+use crate::cluster::members::Conditions;
 use crate::cluster::members::{Health, MemberTable, Status};
 use crate::cluster::placement::Placement;
 use crate::cluster::rebalance::LeaveHandle;
@@ -35,6 +37,9 @@ pub struct View {
     pub ring_version: u64,
     /// This node's announced state.
     pub my_status: Status,
+    /// Members that announce their storage takes no writes (disk full, read-only): writes to
+    /// them are hinted instead of sent.
+    pub refusing_writes: std::collections::HashSet<u32>,
 }
 
 impl View {
@@ -44,6 +49,12 @@ impl View {
             self.health.get(&node),
             Some(Health::Alive | Health::Suspect)
         )
+    }
+
+    /// Whether writes should be sent to `node`: live, and not announcing that its storage
+    /// refuses writes.
+    pub fn takes_writes(&self, node: u32) -> bool {
+        self.is_live(node) && !self.refusing_writes.contains(&node)
     }
 }
 
@@ -56,6 +67,22 @@ pub struct Counters {
     pub hints_replayed: AtomicU64,
     /// Keys dropped by cleanup after they moved to other owners.
     pub keys_cleaned: AtomicU64,
+    /// Replica answers (reads) and streamed entries refused for carrying a version further
+    /// ahead of this node's wall clock than the max clock offset.
+    pub future_versions_refused: AtomicU64,
+    /// Replica writes this node sent that a replica refused, by (replica, kind).
+    pub replica_refusals: Mutex<HashMap<(u32, kvstore_proto::pb::Refusal), u64>>,
+}
+
+impl Counters {
+    /// Counts one refusal of a replica write by `node`.
+    pub fn count_refusal(&self, node: u32, refusal: kvstore_proto::pb::Refusal) {
+        let mut m = self
+            .replica_refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *m.entry((node, refusal)).or_default() += 1;
+    }
 }
 
 /// Everything a node's tasks and handlers share.
@@ -74,6 +101,10 @@ pub struct Shared {
     pub peers: Peers,
     /// Counters for NodeStatus.
     pub counters: Counters,
+    /// Whether this node's clock may stamp writes.
+    pub clock: ClockGuard,
+    /// Why this node's storage takes no writes (disk full, read-only), when it does not.
+    storage_refusal: Mutex<Option<String>>,
     members: Mutex<MemberTable>,
     view: RwLock<Arc<View>>,
     started: Instant,
@@ -110,6 +141,7 @@ impl Shared {
             config.grpc_message_limit(),
         );
         let (stop, _) = watch::channel(false);
+        let config_max_offset = config.max_clock_offset_ms;
         let shared = Arc::new(Self {
             view: RwLock::new(Arc::new(build_view(&table, &config, 0))),
             members: Mutex::new(table),
@@ -120,6 +152,8 @@ impl Shared {
             hlc,
             peers,
             counters: Counters::default(),
+            clock: ClockGuard::new(config_max_offset),
+            storage_refusal: Mutex::new(None),
             started: Instant::now(),
             ring_changed_at_ms: AtomicU64::new(0),
             synced: AtomicBool::new(false),
@@ -201,6 +235,95 @@ impl Shared {
         self.synced.load(Ordering::Relaxed)
     }
 
+    /// Recomputes the clock verdict from the latest samples and announces a change in gossip
+    /// (and the log). Called after every probe round, and on the request path when the wall
+    /// clock jumped.
+    pub fn evaluate_clock(&self) -> Verdict {
+        let peers: Vec<u32> = self.read_members(|t, _| {
+            t.members()
+                .filter(|m| m.id != self.id() && m.status != Status::Left)
+                .map(|m| m.id)
+                .collect()
+        });
+        let now = clock_guard::Now {
+            wall_ms: self.wall_ms(),
+            mono_ms: self.mono_ms(),
+            hlc_last: self.hlc.last(),
+        };
+        let (verdict, changed) = self.clock.evaluate(&peers, now);
+        if changed {
+            match verdict.state {
+                clock_guard::ClockState::Healthy => {
+                    tracing::info!("clock healthy: this node coordinates writes")
+                }
+                _ => tracing::error!(
+                    state = verdict.state.name(),
+                    reason = %verdict.reason,
+                    "clock not safe: this node coordinates no writes"
+                ),
+            }
+        }
+        self.announce_conditions();
+        verdict
+    }
+
+    /// The clock verdict to act on now: recomputed first when the wall clock moved against
+    /// the monotonic clock since the last one.
+    pub fn clock_verdict(&self) -> Verdict {
+        if self.clock.jumped(self.wall_ms(), self.mono_ms()) {
+            return self.evaluate_clock();
+        }
+        self.clock.verdict()
+    }
+
+    /// Records whether this node's storage takes writes (`None`) or why not.
+    pub fn set_storage_refusal(&self, why: Option<String>) {
+        let changed = {
+            let mut cur = self
+                .storage_refusal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let changed = cur.is_some() != why.is_some();
+            if changed {
+                match &why {
+                    Some(w) => {
+                        tracing::error!(reason = %w, "storage takes no writes: announcing it")
+                    }
+                    None => tracing::info!("storage takes writes again"),
+                }
+            }
+            *cur = why;
+            changed
+        };
+        if changed {
+            self.announce_conditions();
+        }
+    }
+
+    /// Why this node's storage takes no writes, when it does not.
+    pub fn storage_refusal(&self) -> Option<String> {
+        self.storage_refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn announce_conditions(&self) {
+        let conditions = Conditions {
+            clock_unhealthy: self.clock.verdict().state == clock_guard::ClockState::Unhealthy,
+            writes_refused: self.storage_refusal().is_some(),
+        };
+        let changed = self.read_members(|t, _| t.me().conditions != conditions);
+        if changed {
+            self.with_members(|t, _| {
+                t.set_my_conditions(conditions);
+                // A new heartbeat carries the new conditions through gossip.
+                t.beat();
+                ((), false)
+            });
+        }
+    }
+
     /// The peer `id`, if it is a known member with an address.
     pub fn peer(&self, id: u32) -> Option<Arc<Peer>> {
         let view = self.view();
@@ -245,6 +368,11 @@ fn build_view(table: &MemberTable, config: &NodeConfig, now_ms: u64) -> View {
         addresses: table.members().map(|m| (m.id, m.address.clone())).collect(),
         ring_version: table.ring_version(),
         my_status: table.me().status,
+        refusing_writes: table
+            .members()
+            .filter(|m| m.conditions.writes_refused)
+            .map(|m| m.id)
+            .collect(),
     }
 }
 

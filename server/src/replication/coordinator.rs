@@ -21,7 +21,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::peer::ReplicaFailure;
 use super::quorum::{self, Progress, ReadQuorum, WriteQuorum};
-use super::replica::apply_may_sync;
+use super::replica::{apply_may_sync, from_the_future, note_storage_outcome, storage_refusal};
 use crate::error::{Error, Result};
 use crate::node::shared::Shared;
 use crate::storage::Entry;
@@ -62,20 +62,39 @@ pub fn to_wire_entry(e: &Entry) -> pb::Entry {
 }
 
 /// Applies an entry to this node's engine: off the async threads when it may fsync, inline
-/// otherwise (see [`super::replica::apply_may_sync`]).
+/// otherwise (see [`super::replica::apply_may_sync`]). A version further ahead of this node's
+/// wall clock than the max offset is refused, as a peer would refuse it (read repair brings
+/// versions from other replicas here too).
 pub async fn apply_local(shared: &Arc<Shared>, key: String, entry: Entry) -> Result<()> {
+    shared.hlc.check(entry.version.hlc)?;
     if !apply_may_sync(shared) {
-        return shared
-            .engine
-            .apply(&key, entry)
-            .map(|_| ())
-            .map_err(Error::from);
+        let outcome = shared.engine.apply(&key, entry);
+        note_storage_outcome(shared, &outcome);
+        return outcome.map(|_| ()).map_err(Error::from);
     }
     let s = shared.clone();
-    tokio::task::spawn_blocking(move || s.engine.apply(&key, entry).map(|_| ()))
-        .await
-        .map_err(|e| Error::Membership(format!("storage task failed: {e}")))?
-        .map_err(Error::from)
+    tokio::task::spawn_blocking(move || {
+        let outcome = s.engine.apply(&key, entry);
+        note_storage_outcome(&s, &outcome);
+        outcome.map(|_| ())
+    })
+    .await
+    .map_err(|e| Error::Membership(format!("storage task failed: {e}")))?
+    .map_err(Error::from)
+}
+
+/// The replica failure of a local apply's error.
+fn local_failure(e: Error) -> ReplicaFailure {
+    let (refusal, maybe_applied) = match &e {
+        Error::Clock(_) => (pb::Refusal::ClockSkew, false),
+        Error::Storage(se) => storage_refusal(se),
+        _ => (pb::Refusal::Storage, true),
+    };
+    ReplicaFailure::Refused {
+        refusal,
+        reason: e.to_string(),
+        maybe_applied,
+    }
 }
 
 /// Sends `entry` to replica `node` (this node or a peer).
@@ -88,14 +107,18 @@ pub async fn send_to_replica(
     if node == shared.id() {
         return apply_local(shared, key.to_owned(), entry.clone())
             .await
-            .map_err(|e| ReplicaFailure::Refused(e.to_string()));
+            .map_err(local_failure);
     }
     let Some(peer) = shared.peer(node) else {
-        return Err(ReplicaFailure::Unreachable(format!(
+        return Err(ReplicaFailure::NotSent(format!(
             "node {node} has no address"
         )));
     };
-    peer.replicate(to_replicate(key, entry)).await
+    let r = peer.replicate(to_replicate(key, entry)).await;
+    if let Err(ReplicaFailure::Refused { refusal, .. }) = &r {
+        shared.counters.count_refusal(node, *refusal);
+    }
+    r
 }
 
 /// Keeps a hint for `node`, on a blocking thread (the hints engine may fsync). The write it
@@ -124,6 +147,10 @@ fn hint(shared: &Arc<Shared>, node: u32, key: &str, entry: &Entry) {
 }
 
 /// Writes `entry` (already stamped) under `key` to its replicas at `level`.
+///
+/// The failure is definite (`maybe_applied: false`) only when no replica can hold the write:
+/// nothing was sent, or every replica it was sent to refused it before storing anything. Once a
+/// write is on its way to a replica that has not answered, a failure is an unknown outcome.
 pub async fn write(
     shared: &Arc<Shared>,
     key: &str,
@@ -134,7 +161,7 @@ pub async fn write(
     let ws = view.placement.write_set(key);
     let required = level.required(shared.config.replication_factor);
     let level_name = level.to_string();
-    if let Err((needed, live)) = quorum::check_live(&ws, required, |n| view.is_live(n)) {
+    if let Err((needed, live)) = quorum::check_live(&ws, required, |n| view.takes_writes(n)) {
         return Err(Error::Unavailable {
             needed,
             live,
@@ -151,7 +178,7 @@ pub async fn write(
     let mut futs: FuturesUnordered<ReplicaFuture<std::result::Result<(), ReplicaFailure>>> =
         FuturesUnordered::new();
     for node in ws.targets() {
-        if !view.is_live(node) {
+        if !view.takes_writes(node) {
             hint(shared, node, key, &entry);
             q.record(node, false);
             continue;
@@ -165,8 +192,11 @@ pub async fn write(
     let mut silent: Vec<u32> = ws
         .targets()
         .into_iter()
-        .filter(|&n| view.is_live(n))
+        .filter(|&n| view.takes_writes(n))
         .collect();
+    // Whether some replica may hold the write: an ack, a failure that may have applied, or
+    // (checked below) a replica still silent when the coordinator answers.
+    let mut maybe_applied = false;
     let outcome = loop {
         if q.progress() != Progress::Waiting {
             break q.progress();
@@ -176,9 +206,12 @@ pub async fn write(
                 silent.retain(|&n| n != node);
                 if let Err(f) = &r {
                     tracing::debug!(node, key, failure = %f, "replica write failed");
-                    if matches!(f, ReplicaFailure::Unreachable(_)) {
+                    maybe_applied |= f.may_have_applied();
+                    if f.worth_hinting() {
                         hint(shared, node, key, &entry);
                     }
+                } else {
+                    maybe_applied = true;
                 }
                 q.record(node, r.is_ok());
             }
@@ -186,6 +219,7 @@ pub async fn write(
             Err(_) => break Progress::Waiting,
         }
     };
+    maybe_applied |= !futs.is_empty();
     if !futs.is_empty() {
         // Stragglers: wait a little longer in the background; whoever fails or stays silent
         // gets a hint (hints are idempotent, so a late success costs one redundant replay).
@@ -194,7 +228,9 @@ pub async fn write(
             let grace = Instant::now() + s.config.request_timeout;
             while let Ok(Some((node, r))) = timeout_at(grace, futs.next()).await {
                 silent.retain(|&n| n != node);
-                if let Err(ReplicaFailure::Unreachable(_)) = r {
+                if let Err(f) = r
+                    && f.worth_hinting()
+                {
                     hint(&s, node, &k, &e);
                 }
             }
@@ -207,19 +243,13 @@ pub async fn write(
     }
     match outcome {
         Progress::Succeeded => Ok(()),
-        Progress::Failed => Err(Error::NotEnoughReplicas {
+        Progress::Failed | Progress::Waiting => Err(Error::NotEnoughReplicas {
             needed: q.needed(),
             acked: q.acked(),
             level: level_name,
             kind: "W",
-            timed_out: false,
-        }),
-        Progress::Waiting => Err(Error::NotEnoughReplicas {
-            needed: q.needed(),
-            acked: q.acked(),
-            level: level_name,
-            kind: "W",
-            timed_out: true,
+            timed_out: outcome == Progress::Waiting,
+            maybe_applied,
         }),
     }
 }
@@ -229,20 +259,41 @@ pub fn read_local(shared: &Shared, key: &str) -> Result<Option<Entry>> {
     Ok(shared.engine.get_entry(key)?)
 }
 
+/// A replica's answer as the coordinator may use it: a version further ahead of this node's
+/// wall clock than the max offset is never served or spread by read repair (it would hide
+/// every acknowledged write to the key until real time caught up); the answer counts as a
+/// failed one, so a spare replica is asked instead.
+fn usable(
+    shared: &Shared,
+    node: u32,
+    key: &str,
+    answer: Option<Entry>,
+) -> std::result::Result<Option<Entry>, ()> {
+    match answer {
+        Some(e) if from_the_future(shared, key, e.version, "replica read") => {
+            tracing::debug!(node, key, version = %e.version, "replica answered a future version");
+            Err(())
+        }
+        a => Ok(a),
+    }
+}
+
 async fn read_replica(
     shared: &Arc<Shared>,
     node: u32,
     key: &str,
 ) -> std::result::Result<Option<Entry>, ()> {
-    if node == shared.id() {
-        return read_local(shared, key).map_err(|e| {
+    let answer = if node == shared.id() {
+        read_local(shared, key).map_err(|e| {
             tracing::warn!(key, error = %e, "local read failed");
-        });
-    }
-    let peer = shared.peer(node).ok_or(())?;
-    peer.read(key).await.map_err(|reason| {
-        tracing::debug!(node, key, %reason, "replica read failed");
-    })
+        })?
+    } else {
+        let peer = shared.peer(node).ok_or(())?;
+        peer.read(key).await.map_err(|reason| {
+            tracing::debug!(node, key, %reason, "replica read failed");
+        })?
+    };
+    usable(shared, node, key, answer)
 }
 
 /// Reads `key` at `level`: the newest entry among R replicas (a tombstone or expired value
@@ -276,8 +327,9 @@ pub async fn read(
     }
     // Fast path (N=1, or ONE on a replica): this node's answer is the whole quorum.
     if need == 1 && live.first() == Some(&shared.id()) {
-        match read_local(shared, key) {
-            Ok(entry) => return Ok(entry),
+        match read_local(shared, key).map(|a| usable(shared, shared.id(), key, a)) {
+            Ok(Ok(entry)) => return Ok(entry),
+            Ok(Err(())) => {}
             Err(e) => tracing::warn!(key, error = %e, "local read failed; asking other replicas"),
         }
         live.remove(0);
@@ -288,6 +340,7 @@ pub async fn read(
                 level: level_name,
                 kind: "R",
                 timed_out: false,
+                maybe_applied: false,
             });
         }
     }
@@ -344,6 +397,7 @@ pub async fn read(
             level: level_name,
             kind: "R",
             timed_out: p == Progress::Waiting,
+            maybe_applied: false,
         }),
     }
 }

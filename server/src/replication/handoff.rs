@@ -3,8 +3,10 @@
 //! A background loop looks, every period, for targets with hints that this node sees alive,
 //! and sends their hints through the target's replication stream in bounded batches. A hint is
 //! removed once the target acknowledged it (only if no newer hint for the key arrived
-//! meanwhile); a hint the target *refuses* (e.g. clock skew) is dropped with a warning since
-//! replaying it can never succeed; an unreachable target keeps its hints for the next round.
+//! meanwhile). A hint the target refuses for a passing reason (its clock is behind, its disk is
+//! full or read-only) is kept, and the target's replay pauses until the next round: dropping
+//! it would lose the write on that replica for good. Only a malformed hint, which can never
+//! succeed, is dropped. An unreachable target keeps its hints for the next round.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -65,6 +67,7 @@ pub async fn replay_target(shared: &Arc<Shared>, target: u32) -> Result<u64, Str
         });
         let results = join_all(sends).await;
         let mut unreachable = None;
+        let mut refused = None;
         for ((key, entry), r) in batch.iter().zip(results) {
             match r {
                 Ok(()) => {
@@ -78,18 +81,25 @@ pub async fn replay_target(shared: &Arc<Shared>, target: u32) -> Result<u64, Str
                         .fetch_add(1, Ordering::Relaxed);
                     replayed += 1;
                 }
-                Err(ReplicaFailure::Refused(why)) => {
-                    tracing::warn!(target, key, why, "hint refused by its target: dropped");
+                Err(f @ ReplicaFailure::Refused { .. }) if !f.worth_hinting() => {
+                    tracing::warn!(target, key, failure = %f, "malformed hint refused by its target: dropped");
                     shared
                         .hints
                         .remove(target, key, entry.version)
                         .map_err(|e| e.to_string())?;
                 }
-                Err(ReplicaFailure::Unreachable(why)) => unreachable = Some(why),
+                Err(f @ ReplicaFailure::Refused { .. }) => refused = Some(f.to_string()),
+                Err(ReplicaFailure::Unreachable(why) | ReplicaFailure::NotSent(why)) => {
+                    unreachable = Some(why)
+                }
             }
         }
         if let Some(why) = unreachable {
             return Err(why);
+        }
+        if let Some(why) = refused {
+            // Kept for the next round: the target's condition (clock, disk) may pass.
+            return Err(format!("target refused hints (kept): {why}"));
         }
     }
 }

@@ -8,8 +8,9 @@
 //! carries many writes, so a 3-replica write costs a fraction of three unary round trips; at
 //! low load a batch is one write and costs one stream message, no more than a unary call.
 //!
-//! A broken stream fails every write in flight as [`ReplicaFailure::Unreachable`] (the
-//! coordinator turns those into hints) and is re-opened on the next write, at most once per
+//! A broken stream fails every write in flight as [`ReplicaFailure::Unreachable`] (it may
+//! have been applied; the coordinator turns those into hints; a write that never left the
+//! queue fails as [`ReplicaFailure::NotSent`]) and is re-opened on the next write, at most once per
 //! [`RECONNECT_BACKOFF`]. The task holds no lock across an await.
 //!
 //! Each peer also owns a [`Reader`] (its batched read stream, `reader.rs`) for the remote
@@ -45,20 +46,57 @@ pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// How long opening a TCP connection to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Why a replica did not take a write.
+/// Why a replica did not take a write. The variants differ in what the coordinator may tell
+/// its client: only a write that reached no replica is a definite failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicaFailure {
-    /// The replica answered and refused it (clock skew, storage error): retrying the same
-    /// write will not help, so no hint is kept.
-    Refused(String),
-    /// The replica could not be reached or did not answer: a hint replays it later.
+    /// The write never left this node (the peer's queue was full, its stream could not be
+    /// opened, it failed a moment ago): the replica cannot have applied it. A hint replays it.
+    NotSent(String),
+    /// The replica answered and did not take the write. `maybe_applied` is set when its
+    /// storage failed part-way (the write may be stored after all).
+    Refused {
+        /// The kind of refusal (clock skew, disk full, ...).
+        refusal: pb::Refusal,
+        /// The replica's words.
+        reason: String,
+        /// Whether the replica may nonetheless hold the write.
+        maybe_applied: bool,
+    },
+    /// The write was handed to the network but no answer came (the stream broke, the deadline
+    /// passed): it may have been applied. A hint replays it.
     Unreachable(String),
+}
+
+impl ReplicaFailure {
+    /// Whether the replica may hold the write despite the failure.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            Self::NotSent(_) => false,
+            Self::Refused { maybe_applied, .. } => *maybe_applied,
+            Self::Unreachable(_) => true,
+        }
+    }
+
+    /// Whether replaying the write later can succeed (then it is hinted): every failure but a
+    /// malformed write. A refusal for clock skew or a full disk is a state of the replica that
+    /// passes; hints are bounded, and anti-entropy covers what they drop.
+    pub fn worth_hinting(&self) -> bool {
+        !matches!(
+            self,
+            Self::Refused {
+                refusal: pb::Refusal::Invalid,
+                ..
+            }
+        )
+    }
 }
 
 impl std::fmt::Display for ReplicaFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Refused(m) => write!(f, "refused: {m}"),
+            Self::NotSent(m) => write!(f, "not sent: {m}"),
+            Self::Refused { reason, .. } => write!(f, "refused: {reason}"),
             Self::Unreachable(m) => write!(f, "unreachable: {m}"),
         }
     }
@@ -171,10 +209,10 @@ impl Peer {
         };
         self.queue.try_send((write, reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
-                ReplicaFailure::Unreachable(format!("queue to node {} is full", self.id))
+                ReplicaFailure::NotSent(format!("queue to node {} is full", self.id))
             }
             mpsc::error::TrySendError::Closed(_) => {
-                ReplicaFailure::Unreachable(format!("replicator of node {} stopped", self.id))
+                ReplicaFailure::NotSent(format!("replicator of node {} stopped", self.id))
             }
         })?;
         rx.await.unwrap_or_else(|_| {
@@ -285,9 +323,10 @@ async fn replicator(
             && t.elapsed() < RECONNECT_BACKOFF
         {
             // The peer failed a moment ago: fail fast rather than pile up behind it.
-            fail(first.1, &format!("node {peer} recently unreachable"));
+            let why = format!("node {peer} recently unreachable");
+            fail(first.1, ReplicaFailure::NotSent(why.clone()));
             while let Ok((_, reply)) = queue.try_recv() {
-                fail(reply, &format!("node {peer} recently unreachable"));
+                fail(reply, ReplicaFailure::NotSent(why.clone()));
             }
             continue;
         }
@@ -298,7 +337,13 @@ async fn replicator(
             Err(status) => {
                 last_failure = Some(Instant::now());
                 tracing::debug!(peer, %status, "cannot open replication stream");
-                fail(first.1, status.message());
+                fail(
+                    first.1,
+                    ReplicaFailure::NotSent(format!(
+                        "cannot open a replication stream: {}",
+                        status.message()
+                    )),
+                );
                 continue;
             }
         };
@@ -359,7 +404,7 @@ async fn replicator(
         tracing::debug!(peer, reason = %broken, inflight = inflight.len(), "replication stream ended");
         for (_, replies) in inflight.drain() {
             for r in replies {
-                fail(r, &broken);
+                fail(r, ReplicaFailure::Unreachable(broken.clone()));
             }
         }
         if queue.is_closed() && queue.is_empty() {
@@ -368,10 +413,8 @@ async fn replicator(
     }
 }
 
-fn fail(reply: Reply, reason: &str) {
-    let _ = reply
-        .tx
-        .send(Err(ReplicaFailure::Unreachable(reason.to_owned())));
+fn fail(reply: Reply, failure: ReplicaFailure) {
+    let _ = reply.tx.send(Err(failure));
 }
 
 fn handle_ack(
@@ -397,10 +440,16 @@ fn handle_ack(
                 samples.push(reply.queued.elapsed().as_micros() as u64);
                 Ok(())
             }
-            Some(r) => Err(ReplicaFailure::Refused(r.error)),
-            None => Err(ReplicaFailure::Refused(
-                "ack without a result for this write".into(),
-            )),
+            Some(r) => Err(ReplicaFailure::Refused {
+                refusal: r.refusal(),
+                reason: r.error,
+                maybe_applied: r.maybe_applied,
+            }),
+            None => Err(ReplicaFailure::Refused {
+                refusal: pb::Refusal::Storage,
+                reason: "ack without a result for this write".into(),
+                maybe_applied: true,
+            }),
         };
         let _ = reply.tx.send(outcome);
     }

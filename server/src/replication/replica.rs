@@ -11,7 +11,7 @@
 use kvstore_proto::{Version, pb};
 
 use crate::node::shared::Shared;
-use crate::storage::{Entry, FsyncPolicy};
+use crate::storage::{Entry, FsyncPolicy, StorageError};
 
 /// Whether applying a write may wait for an fdatasync (fsync policy `always`, or a policy this
 /// build cannot parse, to be safe): then it belongs on a blocking thread. Under `never` and
@@ -24,10 +24,67 @@ pub fn apply_may_sync(shared: &Shared) -> bool {
     )
 }
 
-fn refused(error: String) -> pb::ReplicateResponse {
+fn refused(refusal: pb::Refusal, error: String) -> pb::ReplicateResponse {
     pb::ReplicateResponse {
         success: false,
         error,
+        refusal: refusal as i32,
+        maybe_applied: false,
+    }
+}
+
+fn accepted() -> pb::ReplicateResponse {
+    pb::ReplicateResponse {
+        success: true,
+        ..Default::default()
+    }
+}
+
+/// The refusal kind of a storage error, and whether the write may be stored despite it: a
+/// full disk, a read-only engine and an invalid entry are refused before anything is written;
+/// any other failure may come after part of a batch reached the log.
+pub fn storage_refusal(e: &StorageError) -> (pb::Refusal, bool) {
+    match e {
+        StorageError::DiskFull { .. } => (pb::Refusal::DiskFull, false),
+        StorageError::Poisoned { .. } => (pb::Refusal::ReadOnly, false),
+        StorageError::Invalid { .. } => (pb::Refusal::Invalid, false),
+        _ => (pb::Refusal::Storage, true),
+    }
+}
+
+/// Tells the node whether its storage takes writes after an apply: a full disk or a read-only
+/// engine is announced in gossip (coordinators then hint instead of sending), and the
+/// announcement is withdrawn by the next successful write.
+pub fn note_storage_outcome<T>(shared: &Shared, outcome: &Result<T, StorageError>) {
+    match outcome {
+        Ok(_) => {
+            if shared.storage_refusal().is_some() {
+                shared.set_storage_refusal(None);
+            }
+        }
+        Err(e @ (StorageError::DiskFull { .. } | StorageError::Poisoned { .. })) => {
+            shared.set_storage_refusal(Some(e.to_string()))
+        }
+        Err(_) => {}
+    }
+}
+
+/// Whether `version` is further ahead of this node's wall clock than the max clock offset:
+/// such a version was stamped by a clock that runs ahead, and storing or serving it would hide
+/// every later write to its key until real time catches up. Counts and logs a refusal.
+pub fn from_the_future(shared: &Shared, key: &str, version: Version, path: &str) -> bool {
+    match shared.hlc.check(version.hlc) {
+        Ok(()) => false,
+        Err(e) => {
+            let n = shared
+                .counters
+                .future_versions_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if (n + 1).is_power_of_two() {
+                tracing::warn!(key, %version, path, error = %e, refused = n + 1, "refused a version from the future");
+            }
+            true
+        }
     }
 }
 
@@ -41,27 +98,27 @@ pub fn apply_writes(
     let mut batch_slots: Vec<usize> = Vec::with_capacity(writes.len());
     for w in writes {
         let Some(version) = w.version.map(Version::from) else {
-            results.push(Some(refused(format!(
-                "write of key {:?} carries no version",
-                w.key
-            ))));
+            results.push(Some(refused(
+                pb::Refusal::Invalid,
+                format!("write of key {:?} carries no version", w.key),
+            )));
             continue;
         };
         if let Err(e) = shared.hlc.update(version.hlc) {
             tracing::warn!(key = %w.key, %version, error = %e, "refused a version from the future");
-            results.push(Some(refused(format!(
-                "node {} refused version {version} of key {:?}: {e}",
-                shared.id(),
-                w.key
-            ))));
+            results.push(Some(refused(
+                pb::Refusal::ClockSkew,
+                format!(
+                    "node {} refused version {version} of key {:?}: {e}",
+                    shared.id(),
+                    w.key
+                ),
+            )));
             continue;
         }
         if shared.config.faults.keep_older && shared.engine.version_of(&w.key).is_some() {
             // Fault injection: keep whatever is stored, claim success.
-            results.push(Some(pb::ReplicateResponse {
-                success: true,
-                error: String::new(),
-            }));
+            results.push(Some(accepted()));
             continue;
         }
         batch_slots.push(results.len());
@@ -78,32 +135,51 @@ pub fn apply_writes(
     }
     if !batch.is_empty() {
         let outcome = shared.engine.apply_batch(batch);
+        note_storage_outcome(shared, &outcome);
         for slot in batch_slots {
             results[slot] = Some(match &outcome {
-                Ok(_) => pb::ReplicateResponse {
-                    success: true,
-                    error: String::new(),
-                },
-                Err(e) => refused(format!("node {}: storage: {e}", shared.id())),
+                Ok(_) => accepted(),
+                Err(e) => {
+                    // A batch that failed part-way may have stored some of its writes: those
+                    // are never reported as refused for sure.
+                    let (refusal, maybe_applied) = storage_refusal(e);
+                    pb::ReplicateResponse {
+                        maybe_applied,
+                        ..refused(refusal, format!("node {}: storage: {e}", shared.id()))
+                    }
+                }
             });
         }
     }
     results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| refused("internal: no result".into())))
+        .map(|r| {
+            r.unwrap_or_else(|| pb::ReplicateResponse {
+                maybe_applied: true,
+                ..refused(pb::Refusal::Storage, "internal: no result".into())
+            })
+        })
         .collect()
 }
 
-/// Applies entries received by streaming (join), merging their versions into the clock but
-/// never refusing them: they were accepted by the cluster before.
+/// Applies entries received by streaming (join, leave), merging their versions into the
+/// clock. An entry further ahead of this node's wall clock than the max offset is refused
+/// (counted, logged, not stored): it was stamped by a clock that ran ahead, and the owner that
+/// streamed it should never have kept it. Returns the entries applied.
 pub fn apply_streamed(
     shared: &Shared,
     entries: Vec<(String, Entry)>,
-) -> Result<usize, crate::storage::StorageError> {
+) -> Result<usize, StorageError> {
+    let entries: Vec<(String, Entry)> = entries
+        .into_iter()
+        .filter(|(k, e)| !from_the_future(shared, k, e.version, "range stream"))
+        .collect();
     for (_, e) in &entries {
         shared.hlc.observe(e.version.hlc);
     }
     let n = entries.len();
-    shared.engine.apply_batch(entries)?;
+    let outcome = shared.engine.apply_batch(entries);
+    note_storage_outcome(shared, &outcome);
+    outcome?;
     Ok(n)
 }

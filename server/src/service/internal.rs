@@ -207,6 +207,7 @@ impl NodeInternal for InternalService {
             from: self.shared.id(),
             incarnation,
             ring_version,
+            wall_ms: self.shared.wall_ms(),
         }))
     }
 
@@ -327,6 +328,9 @@ impl NodeInternal for InternalService {
             replication_acks,
             replication_p50_us,
             replication_p99_us,
+            clock: Some(clock_status(s)),
+            replica_refusals: refusal_counts(s),
+            writes_refused: s.storage_refusal().unwrap_or_default(),
             storage: Some(pb::StorageStats {
                 keys: st.keys,
                 live_bytes: st.live_bytes,
@@ -338,6 +342,51 @@ impl NodeInternal for InternalService {
             }),
         }))
     }
+}
+
+/// The clock's health as NodeStatus reports it.
+fn clock_status(s: &Shared) -> pb::ClockStatus {
+    let verdict = s.clock_verdict();
+    let (wall, mono) = (s.wall_ms(), s.mono_ms());
+    let last = s.hlc.last();
+    pb::ClockStatus {
+        state: verdict.state.name().into(),
+        reason: verdict.reason,
+        offsets: s
+            .clock
+            .samples()
+            .into_iter()
+            .map(|(node, sample)| pb::PeerOffset {
+                node,
+                offset_ms: sample.offset_now(wall, mono),
+                uncertainty_ms: sample.uncertainty_ms,
+                age_ms: mono.saturating_sub(sample.taken_mono_ms),
+            })
+            .collect(),
+        floor_ahead_ms: crate::hlc::physical_ms(last).saturating_sub(wall),
+        highest_timestamp: last,
+        writes_refused: s.clock.refusals(),
+        max_offset_ms: s.clock.max_offset_ms(),
+    }
+}
+
+/// Replica refusals of this node's writes, by replica and kind.
+fn refusal_counts(s: &Shared) -> Vec<pb::RefusalCount> {
+    let m = s
+        .counters
+        .replica_refusals
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut v: Vec<pb::RefusalCount> = m
+        .iter()
+        .map(|(&(node, refusal), &count)| pb::RefusalCount {
+            node,
+            refusal: refusal as i32,
+            count,
+        })
+        .collect();
+    v.sort_by_key(|r| (r.node, r.refusal));
+    v
 }
 
 /// The next batch a peer sent on an inbound stream, or `None` when the stream ended or failed

@@ -9,6 +9,7 @@ use kvstore_proto::{ConsistencyLevel, Version, pb};
 use tonic::{Request, Response, Status};
 
 use super::status::{Op, to_status};
+use crate::clock_guard::ClockState;
 use crate::cluster::members::Status as MemberStatus;
 use crate::error::{Error, Result};
 use crate::hlc::physical_ms;
@@ -68,8 +69,38 @@ impl KvService {
         }
     }
 
+    /// A new version for a write this node coordinates, or a refusal when its clock is not
+    /// safe: judged against its peers (and re-judged at once when its wall clock jumped), and
+    /// the stamp itself never further ahead of the wall clock than the max offset (a recovered
+    /// floor from a clock that ran ahead). Refused before anything is sent anywhere, so the
+    /// write is a definite failure and the client tries another node.
     fn stamp(&self) -> Result<Version> {
-        Ok(Version::new(self.shared.hlc.now()?, self.shared.id()))
+        let s = &self.shared;
+        let verdict = s.clock_verdict();
+        if verdict.state != ClockState::Healthy {
+            s.clock.count_refusal();
+            return Err(Error::ClockUnsafe {
+                node: s.id(),
+                state: verdict.state.name(),
+                reason: verdict.reason,
+            });
+        }
+        let hlc = s.hlc.now()?;
+        let wall = s.wall_ms();
+        let max = s.clock.max_offset_ms();
+        if physical_ms(hlc) > wall + max {
+            s.clock.count_refusal();
+            return Err(Error::ClockUnsafe {
+                node: s.id(),
+                state: ClockState::Unhealthy.name(),
+                reason: format!(
+                    "its next timestamp {hlc} is {} ms ahead of its wall clock (max clock \
+                     offset {max} ms)",
+                    physical_ms(hlc) - wall
+                ),
+            });
+        }
+        Ok(Version::new(hlc, s.id()))
     }
 
     async fn put_inner(&self, req: pb::PutRequest) -> Result<pb::PutResponse> {
@@ -132,6 +163,16 @@ impl KvService {
         self.check_key(&req.key)?;
         let level = self.level(req.consistency, self.shared.config.read_consistency)?;
         self.check_serving()?;
+        // A node whose clock is known to be wrong cannot tell a version from the future from
+        // a current one, so it does not coordinate reads either (the client goes elsewhere).
+        let verdict = self.shared.clock_verdict();
+        if verdict.state == ClockState::Unhealthy {
+            return Err(Error::ClockUnsafe {
+                node: self.shared.id(),
+                state: verdict.state.name(),
+                reason: verdict.reason,
+            });
+        }
         let newest = coordinator::read(&self.shared, &req.key, level).await?;
         let now = self.shared.wall_ms();
         Ok(match newest {

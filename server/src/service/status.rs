@@ -4,9 +4,11 @@
 //! |---|---|---|
 //! | invalid argument | INVALID_ARGUMENT (names field and limit) | failed |
 //! | too few live replicas, nothing sent | UNAVAILABLE ("needed W=2 ..., 1 answered") | failed |
-//! | replicas asked, fewer than needed acked, none wrote | UNAVAILABLE | failed |
-//! | some replicas wrote, fewer than W, or the deadline passed | DEADLINE_EXCEEDED | unknown |
+//! | replicas asked, every one refused before storing anything | UNAVAILABLE | failed |
+//! | a replica acked, may have stored it, or had not answered (fewer than W acks) | DEADLINE_EXCEEDED | unknown |
+//! | read: fewer than R answered before the deadline | DEADLINE_EXCEEDED | failed |
 //! | node leaving | UNAVAILABLE (the client goes elsewhere) | failed |
+//! | this node's clock unsafe to stamp writes (nothing sent) | UNAVAILABLE (the client goes elsewhere) | failed |
 //! | clock skew refusal, leave of a node not up | FAILED_PRECONDITION | failed |
 //! | storage or other internal failure | INTERNAL | unknown for writes |
 //!
@@ -33,8 +35,13 @@ pub enum Op {
 pub fn to_status(err: &Error, op: Op) -> Status {
     let (code, unknown) = match err {
         Error::InvalidArgument { .. } | Error::Config(_) => (Code::InvalidArgument, false),
-        Error::Unavailable { .. } | Error::NodeLeaving { .. } => (Code::Unavailable, false),
+        Error::Unavailable { .. } | Error::NodeLeaving { .. } | Error::ClockUnsafe { .. } => {
+            (Code::Unavailable, false)
+        }
         Error::NotEnoughReplicas { .. } if err.outcome_unknown() => (Code::DeadlineExceeded, true),
+        Error::NotEnoughReplicas {
+            timed_out: true, ..
+        } => (Code::DeadlineExceeded, false),
         Error::NotEnoughReplicas { .. } => (Code::Unavailable, false),
         Error::Clock(_) | Error::Precondition(_) => (Code::FailedPrecondition, false),
         Error::Peer { .. } => (Code::Unavailable, true),
@@ -89,6 +96,7 @@ mod tests {
                     level: "QUORUM".into(),
                     kind: "W",
                     timed_out: false,
+                    maybe_applied: true,
                 },
                 Op::Write,
                 Code::DeadlineExceeded,
@@ -110,6 +118,7 @@ mod tests {
                     level: "QUORUM".into(),
                     kind: "W",
                     timed_out: false,
+                    maybe_applied: false,
                 },
                 Op::Write,
                 Code::Unavailable,
@@ -122,6 +131,7 @@ mod tests {
                     level: "QUORUM".into(),
                     kind: "W",
                     timed_out: true,
+                    maybe_applied: true,
                 },
                 Op::Write,
                 Code::DeadlineExceeded,
@@ -134,9 +144,35 @@ mod tests {
                     level: "QUORUM".into(),
                     kind: "R",
                     timed_out: true,
+                    maybe_applied: false,
                 },
                 Op::Read,
                 Code::DeadlineExceeded,
+                "failed",
+            ),
+            // ALL with one replica failing fast while the others were still writing: no ack
+            // yet, but the write may be stored (the defect: this was reported "failed").
+            (
+                Error::NotEnoughReplicas {
+                    needed: 3,
+                    acked: 0,
+                    level: "ALL".into(),
+                    kind: "W",
+                    timed_out: false,
+                    maybe_applied: true,
+                },
+                Op::Write,
+                Code::DeadlineExceeded,
+                "unknown",
+            ),
+            (
+                Error::ClockUnsafe {
+                    node: 3,
+                    state: "unhealthy",
+                    reason: "far".into(),
+                },
+                Op::Write,
+                Code::Unavailable,
                 "failed",
             ),
         ];

@@ -37,6 +37,22 @@ pub fn start_node(id: u32, listen: &str, data_dir: PathBuf, extra: &[String]) ->
     started.unwrap_or_else(|e| panic!("start node {id}: {e}"))
 }
 
+/// Starts node `id` like [`start_node`], with extra environment variables (libfaketime's, say).
+pub fn start_node_with_env(
+    id: u32,
+    listen: &str,
+    data_dir: PathBuf,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> Node {
+    let mut l = launcher();
+    for (k, v) in env {
+        l = l.with_env(k, v);
+    }
+    l.start(id, listen, data_dir, extra)
+        .unwrap_or_else(|e| panic!("start node {id}: {e}"))
+}
+
 /// Starts a cluster of `n` nodes (node 1 first, the others joining it) with extra flags.
 pub fn start_cluster(dir: &Path, n: u32, extra: &[&str]) -> Vec<Node> {
     let started = launcher().start_cluster(dir, n, extra);
