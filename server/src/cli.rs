@@ -84,6 +84,18 @@ pub struct Args {
     #[arg(long)]
     #[serde(default)]
     pub leave_on_shutdown: bool,
+    /// Client requests a node works on at once; beyond it requests are shed with
+    /// RESOURCE_EXHAUSTED (clients back off and retry). [default: 2048]
+    #[arg(long, value_name = "N")]
+    pub max_inflight_requests: Option<usize>,
+    /// Bytes of client requests (keys and values) a node works on at once; beyond it requests
+    /// are shed with RESOURCE_EXHAUSTED. [default: 268435456]
+    #[arg(long, value_name = "BYTES")]
+    pub max_inflight_bytes: Option<usize>,
+    /// A read whose first R replicas have not all answered after MS also asks a spare replica
+    /// (0 never does). [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub speculative_retry_ms: Option<u64>,
     /// Largest value accepted, in bytes. [default: 8388608]
     #[arg(long, value_name = "BYTES")]
     pub max_value_bytes: Option<usize>,
@@ -156,6 +168,9 @@ impl Args {
             cluster_secret,
             max_value_bytes,
             max_key_bytes,
+            max_inflight_requests,
+            max_inflight_bytes,
+            speculative_retry_ms,
             request_timeout_ms,
             gossip_interval_ms,
             ping_interval_ms,
@@ -205,8 +220,13 @@ impl Args {
             max_hints_per_target => max_hints_per_target,
             hint_replay_batch => hint_replay_batch,
             max_value_bytes => max_value_bytes,
-            max_key_bytes => max_key_bytes
+            max_key_bytes => max_key_bytes,
+            max_inflight_requests => max_inflight_requests,
+            max_inflight_bytes => max_inflight_bytes
         );
+        if let Some(ms) = self.speculative_retry_ms {
+            c.speculative_retry = (ms > 0).then(|| Duration::from_millis(ms));
+        }
         macro_rules! ms {
             ($($f:ident => $t:ident),*) => { $( if let Some(v) = self.$f { c.$t = Duration::from_millis(v); } )* };
         }

@@ -78,9 +78,22 @@ pub struct NodeConfig {
     pub transition_grace: Duration,
     /// Period of the storage maintenance (snapshot, compaction) task.
     pub maintenance_interval: Duration,
+    /// Client requests this node works on at once; beyond it requests are shed with
+    /// RESOURCE_EXHAUSTED.
+    pub max_inflight_requests: usize,
+    /// Bytes of client requests (keys and values) this node works on at once; beyond it
+    /// requests are shed with RESOURCE_EXHAUSTED.
+    pub max_inflight_bytes: usize,
+    /// A read whose first R replicas have not all answered after this long also asks a spare
+    /// replica (Cassandra's `speculative_retry`); `None` never does.
+    pub speculative_retry: Option<Duration>,
     /// Faults to inject (tests of the checker only).
     pub faults: Faults,
 }
+
+/// Default wait before a read also asks a spare replica: well above a healthy replica's p99
+/// on a loaded machine (a few ms), far below the failure detector's seconds.
+pub const DEFAULT_SPECULATIVE_RETRY: Duration = Duration::from_millis(50);
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -108,6 +121,9 @@ impl Default for NodeConfig {
             down_after: Duration::from_millis(4000),
             transition_grace: Duration::from_millis(2000),
             maintenance_interval: Duration::from_secs(60),
+            max_inflight_requests: crate::admission::DEFAULT_MAX_INFLIGHT_REQUESTS,
+            max_inflight_bytes: crate::admission::DEFAULT_MAX_INFLIGHT_BYTES,
+            speculative_retry: Some(DEFAULT_SPECULATIVE_RETRY),
             faults: Faults::default(),
         }
     }
@@ -152,6 +168,12 @@ impl NodeConfig {
         }
         if self.request_timeout.is_zero() || self.gossip_interval.is_zero() {
             return bad("request_timeout and gossip_interval must be > 0".into());
+        }
+        if self.max_inflight_requests == 0 || self.max_inflight_bytes == 0 {
+            return bad(format!(
+                "max_inflight_requests and max_inflight_bytes must be > 0, got {} and {}",
+                self.max_inflight_requests, self.max_inflight_bytes
+            ));
         }
         if let Err(e) = self.fsync.parse::<crate::storage::FsyncPolicy>() {
             return bad(format!("fsync: {e}"));

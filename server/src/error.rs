@@ -71,6 +71,9 @@ pub enum Error {
         /// `leaving` or `left`.
         state: &'static str,
     },
+    /// The node's admission budget is spent: the request was shed before anything was done.
+    #[error("{0}")]
+    Overloaded(#[from] crate::admission::Shed),
     /// A replica refused a version too far ahead of its clock.
     #[error("clock: {0}")]
     Clock(#[from] HlcError),

@@ -10,6 +10,7 @@
 //! - [`replication`]: the coordinator (quorums, read repair, hinted handoff) and the per-peer
 //!   replication streams;
 //! - [`service`]: the gRPC handlers, the only place errors become statuses;
+//! - [`admission`]: the budget of client requests and bytes a node works on at once;
 //! - [`node`]: [`node::run`], a node on an already-bound listener;
 //! - [`cli`]: the `kvstore-server` command line ([`cli::main`]);
 //! - [`process`]: a node as a child process (for loadgen's launcher and integration tests).
@@ -17,6 +18,7 @@
 //! Decision logic (placement, quorum counting, member merge and health) is synchronous code
 //! taking time and messages as arguments; the tasks around it only move messages.
 
+pub mod admission;
 pub mod cli;
 pub mod clock_guard;
 pub mod cluster;

@@ -139,6 +139,7 @@ pub async fn run_with_ready(
     shared.evaluate_clock();
 
     // Serve.
+    const MAX_STREAMS_PER_CONNECTION: u32 = 512;
     let services = service::services(&shared);
     let mut server_stop = shared.stop_signal();
     // Builder::tcp_nodelay only applies to listeners tonic binds itself; set it on every
@@ -147,6 +148,10 @@ pub async fn run_with_ready(
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            // Bounds what one connection can make this node decode and hold at once (each
+            // stream may carry a value of up to the value limit); admission control bounds the
+            // node as a whole. Peers use a handful of streams per connection.
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .add_service(services.kv)
             .add_service(services.internal)
             .add_service(services.echo)

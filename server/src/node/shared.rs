@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::admission::Admission;
 use crate::clock_guard::{self, ClockGuard, Verdict};
 use crate::cluster::hints::HintStore;
 use crate::cluster::members::Conditions;
@@ -70,6 +71,8 @@ pub struct Counters {
     /// Replica answers (reads) and streamed entries refused for carrying a version further
     /// ahead of this node's wall clock than the max clock offset.
     pub future_versions_refused: AtomicU64,
+    /// Reads that also asked a spare replica because the first ones were slow.
+    pub speculative_reads: AtomicU64,
     /// Replica writes this node sent that a replica refused, by (replica, kind).
     pub replica_refusals: Mutex<HashMap<(u32, kvstore_proto::pb::Refusal), u64>>,
 }
@@ -103,6 +106,8 @@ pub struct Shared {
     pub counters: Counters,
     /// Whether this node's clock may stamp writes.
     pub clock: ClockGuard,
+    /// The budget of client requests in flight.
+    pub admission: Arc<Admission>,
     /// Why this node's storage takes no writes (disk full, read-only), when it does not.
     storage_refusal: Mutex<Option<String>>,
     members: Mutex<MemberTable>,
@@ -142,6 +147,7 @@ impl Shared {
         );
         let (stop, _) = watch::channel(false);
         let config_max_offset = config.max_clock_offset_ms;
+        let admission = Admission::new(config.max_inflight_requests, config.max_inflight_bytes);
         let shared = Arc::new(Self {
             view: RwLock::new(Arc::new(build_view(&table, &config, 0))),
             members: Mutex::new(table),
@@ -153,6 +159,7 @@ impl Shared {
             peers,
             counters: Counters::default(),
             clock: ClockGuard::new(config_max_offset),
+            admission,
             storage_refusal: Mutex::new(None),
             started: Instant::now(),
             ring_changed_at_ms: AtomicU64::new(0),

@@ -357,8 +357,17 @@ pub async fn read(
     for node in live {
         futs.push(ask(node));
     }
+    // Speculative retry: when the first R have not all answered after the configured wait,
+    // one spare is asked too, so one slow (paused, overloaded) replica does not hold the read
+    // until the failure detector gives up on it.
+    let mut speculate_at = shared
+        .config
+        .speculative_retry
+        .map(|d| Instant::now() + d)
+        .filter(|_| spares.len() > 0);
     let outcome = loop {
-        match timeout_at(deadline, futs.next()).await {
+        let wake = speculate_at.map_or(deadline, |t| t.min(deadline));
+        match timeout_at(wake, futs.next()).await {
             Ok(Some((node, answer))) => {
                 let failed = answer.is_err();
                 match q.record(node, answer) {
@@ -371,7 +380,18 @@ pub async fn read(
                 }
             }
             Ok(None) => break q.progress(),
-            Err(_) => break Progress::Waiting,
+            Err(_) if Instant::now() >= deadline => break Progress::Waiting,
+            Err(_) => {
+                speculate_at = None;
+                if let Some(next) = spares.next() {
+                    shared
+                        .counters
+                        .speculative_reads
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(key, spare = next, "slow replicas: speculative read");
+                    futs.push(ask(next));
+                }
+            }
         }
     };
     let result = q.newest().cloned();

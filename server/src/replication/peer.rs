@@ -17,6 +17,7 @@
 //! replica reads of coordinated gets.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,9 @@ pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_INFLIGHT_BATCHES: usize = 64;
 /// Writes queued for one peer; a full queue fails the write at once (the peer is far behind).
 pub const QUEUE_DEPTH: usize = 16 * 1024;
+/// Bytes of writes queued for or in flight to one peer; beyond it a write fails at once as not
+/// sent (and is hinted), so a slow peer cannot make this node hold unbounded values in memory.
+pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// Least time between two attempts to open a stream to a failing peer.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// How long opening a TCP connection to a peer may take.
@@ -130,6 +134,20 @@ pub type InternalClient = NodeInternalClient<InterceptedService<Channel, AddSecr
 struct Reply {
     tx: oneshot::Sender<Result<(), ReplicaFailure>>,
     queued: Instant,
+    _bytes: QueuedBytes,
+}
+
+/// A write's share of its peer's queued bytes, given back when the write is answered (or
+/// dropped).
+struct QueuedBytes {
+    counter: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for QueuedBytes {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Coordinator-to-replica acknowledgement latency, in microseconds, over every peer.
@@ -166,6 +184,7 @@ pub struct Peer {
     address: String,
     client: InternalClient,
     queue: mpsc::Sender<(pb::ReplicateRequest, Reply)>,
+    queued_bytes: Arc<AtomicUsize>,
     reader: Reader,
 }
 
@@ -202,10 +221,23 @@ impl Peer {
     /// Sends one replica write through the peer's stream and waits for its ack (no timeout:
     /// the caller bounds the wait).
     pub async fn replicate(&self, write: pb::ReplicateRequest) -> Result<(), ReplicaFailure> {
+        let bytes = write_bytes(&write);
+        let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let guard = QueuedBytes {
+            counter: self.queued_bytes.clone(),
+            bytes,
+        };
+        if before > 0 && before + bytes > MAX_QUEUED_BYTES {
+            return Err(ReplicaFailure::NotSent(format!(
+                "{before} bytes already queued for node {} (limit {MAX_QUEUED_BYTES})",
+                self.id
+            )));
+        }
         let (tx, rx) = oneshot::channel();
         let reply = Reply {
             tx,
             queued: Instant::now(),
+            _bytes: guard,
         };
         self.queue.try_send((write, reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
@@ -281,6 +313,7 @@ impl Peers {
             address: address.to_owned(),
             client,
             queue,
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
             reader,
         });
         peers.insert(id, peer.clone());

@@ -331,6 +331,10 @@ impl NodeInternal for InternalService {
             clock: Some(clock_status(s)),
             replica_refusals: refusal_counts(s),
             writes_refused: s.storage_refusal().unwrap_or_default(),
+            requests_shed: s.admission.shed(),
+            inflight_requests: s.admission.inflight_requests() as u64,
+            inflight_bytes: s.admission.inflight_bytes() as u64,
+            speculative_reads: s.counters.speculative_reads.load(Ordering::Relaxed),
             storage: Some(pb::StorageStats {
                 keys: st.keys,
                 live_bytes: st.live_bytes,

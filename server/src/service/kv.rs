@@ -55,6 +55,11 @@ impl KvService {
         }
     }
 
+    /// A share of the node's budget for a request of `bytes`, held until it is answered.
+    fn admit(&self, bytes: usize) -> Result<crate::admission::Permit> {
+        Ok(self.shared.admission.admit(bytes)?)
+    }
+
     fn check_serving(&self) -> Result<()> {
         match self.shared.view().my_status {
             MemberStatus::Leaving => Err(Error::NodeLeaving {
@@ -104,6 +109,7 @@ impl KvService {
     }
 
     async fn put_inner(&self, req: pb::PutRequest) -> Result<pb::PutResponse> {
+        let _permit = self.admit(req.key.len() + req.value.len())?;
         self.check_key(&req.key)?;
         let max = self.shared.config.max_value_bytes;
         if req.value.len() > max {
@@ -149,6 +155,7 @@ impl KvService {
     }
 
     async fn delete_inner(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
+        let _permit = self.admit(req.key.len())?;
         self.check_key(&req.key)?;
         let level = self.level(req.consistency, self.shared.config.write_consistency)?;
         self.check_serving()?;
@@ -160,6 +167,7 @@ impl KvService {
     }
 
     async fn get_inner(&self, req: pb::GetRequest) -> Result<pb::GetResponse> {
+        let _permit = self.admit(req.key.len())?;
         self.check_key(&req.key)?;
         let level = self.level(req.consistency, self.shared.config.read_consistency)?;
         self.check_serving()?;

@@ -10,6 +10,7 @@
 //! | node leaving | UNAVAILABLE (the client goes elsewhere) | failed |
 //! | this node's clock unsafe to stamp writes (nothing sent) | UNAVAILABLE (the client goes elsewhere) | failed |
 //! | clock skew refusal, leave of a node not up | FAILED_PRECONDITION | failed |
+//! | admission budget spent (shed before doing anything) | RESOURCE_EXHAUSTED (names the limit) | failed |
 //! | storage or other internal failure | INTERNAL | unknown for writes |
 //!
 //! The `kv-outcome` metadata is what the client uses to tell a definite failure from an
@@ -44,6 +45,7 @@ pub fn to_status(err: &Error, op: Op) -> Status {
         } => (Code::DeadlineExceeded, false),
         Error::NotEnoughReplicas { .. } => (Code::Unavailable, false),
         Error::Clock(_) | Error::Precondition(_) => (Code::FailedPrecondition, false),
+        Error::Overloaded(_) => (Code::ResourceExhausted, false),
         Error::Peer { .. } => (Code::Unavailable, true),
         Error::Storage(_) | Error::Membership(_) | Error::Locked { .. } | Error::Io { .. } => {
             (Code::Internal, true)
