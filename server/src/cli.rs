@@ -80,6 +80,15 @@ pub struct Args {
     /// get UNAUTHENTICATED.
     #[arg(long, value_name = "SECRET", env = "KVSTORE_CLUSTER_SECRET")]
     pub cluster_secret: Option<String>,
+    /// The cluster's name: nodes of differently named clusters refuse each other, and a data
+    /// directory keeps the name it was first used with. [default: kvstore]
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// Allow serving on a non-loopback address without --cluster-secret (anyone who reaches
+    /// the port can then write to the cluster).
+    #[arg(long)]
+    #[serde(default)]
+    pub insecure: bool,
     /// On SIGTERM/SIGINT, hand this node's ranges to their new owners and leave the cluster.
     #[arg(long)]
     #[serde(default)]
@@ -166,6 +175,7 @@ impl Args {
             max_hints_per_target,
             hint_replay_batch,
             cluster_secret,
+            cluster_name,
             max_value_bytes,
             max_key_bytes,
             max_inflight_requests,
@@ -183,6 +193,7 @@ impl Args {
             self.join = file.join;
         }
         self.leave_on_shutdown |= file.leave_on_shutdown;
+        self.insecure |= file.insecure;
         #[cfg(feature = "fault-injection")]
         {
             self.fault_ack_before_write |= file.fault_ack_before_write;
@@ -241,6 +252,10 @@ impl Args {
         );
         c.cluster_secret = self.cluster_secret.filter(|s| !s.is_empty());
         c.leave_on_shutdown = self.leave_on_shutdown;
+        c.insecure = self.insecure;
+        if let Some(name) = self.cluster_name {
+            c.cluster_name = name;
+        }
         #[cfg(feature = "fault-injection")]
         {
             c.faults = crate::config::Faults {
@@ -251,6 +266,7 @@ impl Args {
             };
         }
         c.validate().map_err(|e| e.to_string())?;
+        crate::config::check_exposure(&listen, &c).map_err(|e| e.to_string())?;
         Ok((listen, c))
     }
 }

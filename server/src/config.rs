@@ -87,8 +87,43 @@ pub struct NodeConfig {
     /// A read whose first R replicas have not all answered after this long also asks a spare
     /// replica (Cassandra's `speculative_retry`); `None` never does.
     pub speculative_retry: Option<Duration>,
+    /// The cluster's name: nodes of differently named clusters refuse each other, and a data
+    /// directory remembers the name it was first used with.
+    pub cluster_name: String,
+    /// Serve the internal (node-to-node) API on a non-loopback address without a cluster
+    /// secret: anyone who can reach the port could then write any version to any key.
+    pub insecure: bool,
     /// Faults to inject (tests of the checker only).
     pub faults: Faults,
+}
+
+/// Refuses to serve the internal API beyond loopback without protection: a node listening on
+/// (or advertising) a non-loopback address needs a cluster secret, unless `insecure`.
+pub fn check_exposure(listen: &str, config: &NodeConfig) -> Result<()> {
+    let exposed = [listen, config.advertise_address.as_str()]
+        .into_iter()
+        .find(|a| !is_loopback(a));
+    match exposed {
+        Some(addr) if config.cluster_secret.is_none() && !config.insecure => {
+            Err(Error::Config(format!(
+                "this node serves the internal API on {addr}, which is not a loopback address, \
+                 without --cluster-secret: anyone who reaches the port could write any version \
+                 of any key. Set --cluster-secret (or KVSTORE_CLUSTER_SECRET) on every node, or \
+                 pass --insecure to accept the risk"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `address` (`host:port`) names this machine's loopback interface only.
+pub fn is_loopback(address: &str) -> bool {
+    match address.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => address
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host == "localhost"),
+    }
 }
 
 /// Default wait before a read also asks a spare replica: well above a healthy replica's p99
@@ -124,6 +159,8 @@ impl Default for NodeConfig {
             max_inflight_requests: crate::admission::DEFAULT_MAX_INFLIGHT_REQUESTS,
             max_inflight_bytes: crate::admission::DEFAULT_MAX_INFLIGHT_BYTES,
             speculative_retry: Some(DEFAULT_SPECULATIVE_RETRY),
+            cluster_name: crate::cluster::identity::DEFAULT_CLUSTER_NAME.into(),
+            insecure: false,
             faults: Faults::default(),
         }
     }
@@ -168,6 +205,27 @@ impl NodeConfig {
         }
         if self.request_timeout.is_zero() || self.gossip_interval.is_zero() {
             return bad("request_timeout and gossip_interval must be > 0".into());
+        }
+        if self.cluster_name.is_empty()
+            || self.cluster_name.len() > 128
+            || !self
+                .cluster_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return bad(format!(
+                "cluster_name must be 1 to 128 characters of [A-Za-z0-9-_.], got {:?}",
+                self.cluster_name
+            ));
+        }
+        if let Some(secret) = &self.cluster_secret
+            && secret
+                .parse::<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>()
+                .is_err()
+        {
+            return bad(
+                "cluster_secret must be printable ASCII (it travels as a gRPC header value)".into(),
+            );
         }
         if self.max_inflight_requests == 0 || self.max_inflight_bytes == 0 {
             return bad(format!(

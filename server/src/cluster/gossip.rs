@@ -21,6 +21,7 @@ use futures::future::join_all;
 use kvstore_proto::pb;
 use rand::seq::IndexedRandom;
 
+use super::identity::Identity;
 use super::members::{Health, Member, Status};
 use crate::clock_guard::Sample;
 use crate::node::shared::{Periodic, Shared};
@@ -55,6 +56,7 @@ pub async fn exchange(
     let req = pb::GossipRequest {
         members,
         from: shared.id(),
+        identity: Some(Identity::of(&shared.config).to_wire()),
     };
     let call = client.gossip(req);
     let resp = tokio::time::timeout(shared.config.request_timeout, call)

@@ -5,6 +5,7 @@
 //! - [`gossip`]: push-pull gossip, heartbeat probes, announcements (tasks);
 //! - [`rebalance`]: join, leave and cleanup of moved keys (tasks);
 //! - [`hints`]: durable, bounded storage of hints for replicas that missed writes;
+//! - [`identity`]: the cluster's name and placement settings, compared on every exchange;
 //! - [`persist`]: the member table on disk.
 //!
 //! The ring's hash and preference lists come from `kvstore_proto::ring`, shared with clients.
@@ -13,6 +14,7 @@
 
 pub mod gossip;
 pub mod hints;
+pub mod identity;
 pub mod members;
 pub mod persist;
 pub mod placement;

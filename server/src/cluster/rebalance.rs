@@ -34,6 +34,7 @@ use kvstore_proto::pb;
 use kvstore_proto::ring::{Arc as TokenArc, key_hash};
 
 use super::gossip::{announce_everywhere, exchange, merge_wire};
+use super::identity::Identity;
 use super::members::{Member, Status};
 use super::placement::Placement;
 use crate::error::{Error, Result};
@@ -57,6 +58,20 @@ fn membership(msg: impl Into<String>) -> Error {
     Error::Membership(msg.into())
 }
 
+/// The address, if a node at `address` answers a heartbeat as node `id`.
+async fn answers_as(shared: &Shared, address: &str, id: u32) -> Option<String> {
+    let mut client = shared.peers.client_for(address).ok()?;
+    let ping = pb::Ping {
+        from: id,
+        incarnation: 0,
+    };
+    let pong = tokio::time::timeout(shared.config.request_timeout, client.heartbeat(ping))
+        .await
+        .ok()?
+        .ok()?;
+    (pong.into_inner().from == id).then(|| address.to_owned())
+}
+
 /// Joins the cluster through the configured seeds; returns once this node is up.
 pub async fn join(shared: &Arc<Shared>) -> Result<()> {
     let me = shared.id();
@@ -73,11 +88,19 @@ pub async fn join(shared: &Arc<Shared>) -> Result<()> {
             let req = pb::GossipRequest {
                 members: Vec::new(),
                 from: me,
+                identity: Some(Identity::of(&shared.config).to_wire()),
             };
             match tokio::time::timeout(shared.config.request_timeout, client.gossip(req)).await {
                 Ok(Ok(resp)) => {
                     found = Some((seed.clone(), resp.into_inner().members));
                     break;
+                }
+                Ok(Err(s)) if s.code() == tonic::Code::FailedPrecondition => {
+                    // Another cluster, or other settings: waiting will not change that.
+                    return Err(Error::Config(format!(
+                        "--join {seed} refused: {}",
+                        s.message()
+                    )));
                 }
                 Ok(Err(s)) => last_err = format!("{seed}: {}", s.message()),
                 Err(_) => last_err = format!("{seed}: no answer"),
@@ -103,8 +126,15 @@ pub async fn join(shared: &Arc<Shared>) -> Result<()> {
     if let Some(existing) = &known
         && existing.status != Status::Left
         && existing.address != shared.config.advertise_address
-        && !restart
     {
+        // Two live nodes with one id would each refute the other's view forever and split
+        // the ring between two addresses: ask the address the cluster knows for this id.
+        if let Some(live) = answers_as(shared, &existing.address, me).await {
+            return Err(Error::Config(format!(
+                "node id {me} is already used by the live node at {live}: pick another \
+                 --node-id (or stop that node first if this one replaces it)"
+            )));
+        }
         tracing::warn!(id = me, old = %existing.address, "rejoining under a new address");
     }
     shared.with_members(|t, _| {
@@ -134,6 +164,7 @@ pub async fn join(shared: &Arc<Shared>) -> Result<()> {
     let resp = seed_client
         .add_node(pb::AddNodeRequest {
             member: Some(me_wire),
+            identity: Some(Identity::of(&shared.config).to_wire()),
         })
         .await
         .map_err(|s| membership(format!("AddNode to {seed_addr}: {}", s.message())))?;

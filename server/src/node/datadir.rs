@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <data-dir>/node.lock     flock held while the node runs (a second node fails at start)
+//! <data-dir>/cluster       the name of the cluster this directory belongs to
 //! <data-dir>/hlc.ceiling   the clock's persisted high-water mark
 //! <data-dir>/members       the member table
 //! <data-dir>/data/         the storage engine
@@ -30,6 +31,43 @@ impl DirLock {
     /// The locked directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Binds the data directory to `cluster_name`: written the first time (atomically, durably),
+/// checked every later start. A directory of another cluster is refused: serving its keys in
+/// this cluster would mix two clusters' data.
+pub fn bind_cluster(dir: &Path, cluster_name: &str) -> Result<()> {
+    let path = dir.join("cluster");
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found.trim() == cluster_name => Ok(()),
+        Ok(found) => Err(Error::Config(format!(
+            "data directory {} belongs to cluster {:?}, not {:?} (--cluster-name): start it \
+             with its own cluster's name, or use an empty directory",
+            dir.display(),
+            found.trim(),
+            cluster_name
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let io = |source| Error::Io {
+                context: format!("cannot write {}", path.display()),
+                source,
+            };
+            let tmp = dir.join("cluster.tmp");
+            {
+                use std::io::Write;
+                let mut f = File::create(&tmp).map_err(io)?;
+                f.write_all(format!("{cluster_name}\n").as_bytes())
+                    .map_err(io)?;
+                f.sync_all().map_err(io)?;
+            }
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+        }
+        Err(source) => Err(Error::Io {
+            context: format!("cannot read {}", path.display()),
+            source,
+        }),
     }
 }
 

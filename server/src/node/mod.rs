@@ -68,6 +68,9 @@ pub async fn run_with_ready(
     // Storage, clock, hints, members.
     let lock = config.data_dir.as_deref().map(datadir::lock).transpose()?;
     let dir = lock.as_ref().map(|l| l.path().to_path_buf());
+    if let Some(d) = &dir {
+        datadir::bind_cluster(d, &config.cluster_name)?;
+    }
     let open = |sub: &str| {
         datadir::open_engine(
             dir.as_ref().map(|d| d.join(sub)).as_deref(),
@@ -101,6 +104,15 @@ pub async fn run_with_ready(
         .iter()
         .find(|m| m.id == config.node_id)
         .map(|m| m.status);
+    if me_saved == Some(Status::Left) {
+        // It handed its ranges over when it left; what it still stores is stale, and deletes
+        // made since may have been collected everywhere else: serving it would resurrect them.
+        return Err(Error::Config(format!(
+            "node {} left the cluster (its data directory says so) and does not serve its old \
+             data again: to rejoin, empty its data directory and start it with --join ADDR",
+            config.node_id
+        )));
+    }
     let initial = match me_saved {
         Some(Status::Up | Status::Leaving) => Status::Up,
         _ if config.join.is_empty() => Status::Up,

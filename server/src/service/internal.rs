@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::status::{Op, to_status};
 use crate::cluster::gossip::merge_wire;
+use crate::cluster::identity::Identity;
 use crate::cluster::members::Member;
 use crate::cluster::rebalance;
 use crate::error::Error;
@@ -40,6 +41,16 @@ impl InternalService {
     /// Handlers over the node's shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
+    }
+
+    /// Refuses a node of another cluster, or with other placement settings.
+    fn check_identity(&self, remote: Option<&pb::ClusterIdentity>) -> Result<(), Status> {
+        Identity::of(&self.shared.config)
+            .check(remote)
+            .map_err(|why| {
+                tracing::warn!(%why, "refused a node of another cluster or with other settings");
+                to_status(&Error::Precondition(why), Op::Read)
+            })
     }
 }
 
@@ -173,8 +184,9 @@ impl NodeInternal for InternalService {
         &self,
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::AddNodeResponse>, Status> {
-        let member = request
-            .into_inner()
+        let req = request.into_inner();
+        self.check_identity(req.identity.as_ref())?;
+        let member = req
             .member
             .ok_or_else(|| to_status(&Error::invalid("member", "is required"), Op::Read))?;
         if Member::from_wire(&member).is_none() {
@@ -223,6 +235,7 @@ impl NodeInternal for InternalService {
         request: Request<pb::GossipRequest>,
     ) -> Result<Response<pb::GossipResponse>, Status> {
         let req = request.into_inner();
+        self.check_identity(req.identity.as_ref())?;
         merge_wire(&self.shared, &req.members);
         if req.from != 0 && !req.members.is_empty() {
             self.shared.with_members(|t, now| {
