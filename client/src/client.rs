@@ -204,6 +204,9 @@ impl Client {
             ttl_ms: opts.ttl_ms,
             consistency: wire_consistency(opts.consistency),
             return_old_value: false,
+            // Reading the previous value costs a replica read per put; this library does not
+            // return it.
+            skip_old_value: true,
         };
         let (resp, node) = self
             .keyed(Op::Write, key, request, |mut kv, req| async move {

@@ -498,6 +498,31 @@ async fn raw_get_op(addr: &str) -> Op {
     })
 }
 
+/// 1 KB puts through the bare generated stub to one node at QUORUM, reading the previous value
+/// first (the seed's PutResponse, the default) or not (`skip_old_value`, what `Client` sends):
+/// the difference is the cost of returning the old value.
+async fn raw_put_op(addr: &str, skip_old_value: bool) -> Op {
+    let channel = connect(addr).await;
+    let stub = pb::kv_store_client::KvStoreClient::new(channel);
+    let value = Bytes::from(vec![b'p'; VALUE_BYTES]);
+    Arc::new(move |worker, i| {
+        let mut stub = stub.clone();
+        let value = value.clone();
+        let n = i.wrapping_mul(7919).wrapping_add(worker as u64 * 104_729);
+        Box::pin(async move {
+            stub.put(pb::PutRequest {
+                key: key(n),
+                value,
+                consistency: pb::Consistency::Quorum as i32,
+                skip_old_value,
+                ..Default::default()
+            })
+            .await
+            .is_ok()
+        }) as OpFuture
+    })
+}
+
 /// Coordinator-to-replica acknowledgement latency: one unary `Replicate` of 1 KB to a node, as
 /// a coordinator sends it (sequential, concurrency 1), with a fresh version each time.
 async fn replication_op(addr: &str) -> Op {
@@ -647,6 +672,16 @@ async fn run() {
         ] {
             for conc in [1, 64] {
                 let op = kv_op(&client, ConsistencyLevel::Quorum, mix);
+                let (fe, cpu) = paired_with_cpu(&pids, conc, &echo, &op).await;
+                record(&mut rows, label, conc, fe, cpu);
+            }
+        }
+        for (label, skip) in [
+            ("N=3 QUORUM put, stub, old value", false),
+            ("N=3 QUORUM put, stub, skip old", true),
+        ] {
+            for conc in [1, 64] {
+                let op = raw_put_op(&cluster.addrs[0], skip).await;
                 let (fe, cpu) = paired_with_cpu(&pids, conc, &echo, &op).await;
                 record(&mut rows, label, conc, fe, cpu);
             }

@@ -129,11 +129,18 @@ impl KvService {
         }
         let level = self.level(req.consistency, self.shared.config.write_consistency)?;
         self.check_serving()?;
-        let old = if req.return_old_value {
-            coordinator::read_local(&self.shared, &req.key)?
-                .filter(|e| e.is_live(self.shared.wall_ms()))
-        } else {
+        // The seed returned the previous value with every put; a client that did not opt out
+        // must never be told "no old value" falsely, so it is read from the replicas (not the
+        // coordinator's local copy, which it may not have). A failed read fails the put before
+        // anything is written: a definite failure.
+        let old = if req.skip_old_value {
             None
+        } else {
+            Some(
+                coordinator::read(&self.shared, &req.key, level)
+                    .await?
+                    .filter(|e| e.is_live(self.shared.wall_ms())),
+            )
         };
         let version = self.stamp()?;
         let expires_at_ms = match req.ttl_ms {
@@ -147,10 +154,17 @@ impl KvService {
             expires_at_ms,
         };
         coordinator::write(&self.shared, &req.key, entry, level).await?;
+        let old_value_state = match &old {
+            None => pb::OldValueState::OldValueNotRead,
+            Some(None) => pb::OldValueState::OldValueAbsent,
+            Some(Some(_)) => pb::OldValueState::OldValuePresent,
+        };
+        let old = old.flatten();
         Ok(pb::PutResponse {
             had_old_value: old.is_some(),
             old_value: old.map(|e| e.value).unwrap_or_default(),
             version: Some(version.into()),
+            old_value_state: old_value_state as i32,
         })
     }
 

@@ -136,7 +136,7 @@ pub async fn local(addr: &str, key: &str) -> Option<pb::Entry> {
     if r.found { r.entry } else { None }
 }
 
-/// Puts at `level`.
+/// Puts at `level`, without reading the previous value (as the client library does).
 pub async fn put(
     c: &mut KvStoreClient<Channel>,
     key: &str,
@@ -147,6 +147,7 @@ pub async fn put(
         key: key.into(),
         value: value.as_bytes().to_vec().into(),
         consistency: level as i32,
+        skip_old_value: true,
         ..Default::default()
     })
     .await
