@@ -211,3 +211,76 @@ async fn a_node_an_hour_ahead_hides_no_acknowledged_write() {
     );
     drop((n1, n2, n3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_refused_by_a_node_behind_are_hinted_and_arrive_once_its_clock_is_fixed() {
+    if !Path::new(FAKETIME_LIB).exists() {
+        eprintln!("SKIPPED: {FAKETIME_LIB} missing (apt-get install libfaketime; .ci/run does)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Node 3's clock is an hour behind, through a timestamp file libfaketime re-reads, so the
+    // test can fix the clock while the node runs.
+    let clock_file = dir.path().join("n3.faketime");
+    std::fs::write(&clock_file, "-1h\n").unwrap();
+    let n1 = start_node(1, "127.0.0.1:0", dir.path().join("n1"), &[]);
+    let join = vec!["--join".to_string(), n1.addr.clone()];
+    let n2 = start_node(2, "127.0.0.1:0", dir.path().join("n2"), &join);
+    let clock_path = clock_file.display().to_string();
+    let n3 = start_node_with_env(
+        3,
+        "127.0.0.1:0",
+        dir.path().join("n3"),
+        &join,
+        &[
+            ("LD_PRELOAD", FAKETIME_LIB),
+            ("FAKETIME_TIMESTAMP_FILE", &clock_path),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let addrs = vec![n1.addr.clone(), n2.addr.clone(), n3.addr.clone()];
+    wait_states(&addrs, &[1, 2, 3], pb::MemberState::Up).await;
+
+    // Writes through node 1 are acknowledged by nodes 1 and 2; node 3 refuses them (their
+    // versions are an hour ahead of its clock). Its refusals are counted at the coordinator,
+    // and the writes are hinted for it.
+    let mut c1 = kv(&addrs[0]).await;
+    for i in 0..10 {
+        put(&mut c1, &format!("b{i}"), "v", Quorum)
+            .await
+            .expect("QUORUM put with one replica refusing");
+    }
+    let s1 = wait_for(
+        "node 1 to count node 3's refusals",
+        CONVERGE_DEADLINE,
+        || async {
+            let s = status(&addrs[0]).await;
+            s.replica_refusals
+                .iter()
+                .any(|r| r.node == 3 && r.refusal() == pb::Refusal::ClockSkew)
+                .then_some(s)
+        },
+    )
+    .await;
+    assert!(s1.hints_pending > 0, "refused writes were not hinted");
+    for i in 0..10 {
+        assert!(local(&addrs[2], &format!("b{i}")).await.is_none());
+    }
+
+    // The operator fixes node 3's clock: the kept hints are replayed and it holds every write,
+    // with no read of those keys to repair them.
+    std::fs::write(&clock_file, "+0\n").unwrap();
+    wait_for(
+        "node 3 to receive every hinted write",
+        CONVERGE_DEADLINE,
+        || async {
+            for i in 0..10 {
+                local(&addrs[2], &format!("b{i}")).await?;
+            }
+            Some(())
+        },
+    )
+    .await;
+    drop((n1, n2, n3));
+}

@@ -183,3 +183,54 @@ pub fn apply_streamed(
     outcome?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn only_errors_raised_before_writing_are_definite_refusals() {
+        let path = PathBuf::from("/data/seg-1");
+        let cases = [
+            (
+                StorageError::DiskFull { path: path.clone() },
+                pb::Refusal::DiskFull,
+                false,
+            ),
+            (
+                StorageError::Poisoned {
+                    path: path.clone(),
+                    reason: "EIO".into(),
+                },
+                pb::Refusal::ReadOnly,
+                false,
+            ),
+            (
+                StorageError::Invalid {
+                    field: "key",
+                    reason: "empty".into(),
+                },
+                pb::Refusal::Invalid,
+                false,
+            ),
+            // An I/O error part-way through a batch: some records may be in the log.
+            (
+                StorageError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other("EIO"),
+                },
+                pb::Refusal::Storage,
+                true,
+            ),
+            (
+                StorageError::Corrupt { path, offset: 7 },
+                pb::Refusal::Storage,
+                true,
+            ),
+        ];
+        for (err, refusal, maybe_applied) in cases {
+            assert_eq!(storage_refusal(&err), (refusal, maybe_applied), "{err}");
+        }
+    }
+}
