@@ -23,6 +23,7 @@ use crate::cluster::rebalance::LeaveHandle;
 use crate::config::NodeConfig;
 use crate::hlc::Hlc;
 use crate::replication::peer::{Peer, Peers};
+use crate::replication::slow::SlowReplicas;
 use crate::storage::{Engine, Log};
 
 /// A snapshot of placement and liveness, cheap to clone for one request.
@@ -108,6 +109,8 @@ pub struct Shared {
     pub clock: ClockGuard,
     /// The budget of client requests in flight.
     pub admission: Arc<Admission>,
+    /// Replicas that made reads speculate recently (asked last).
+    pub slow: SlowReplicas,
     /// Why this node's storage takes no writes (disk full, read-only), when it does not.
     storage_refusal: Mutex<Option<String>>,
     members: Mutex<MemberTable>,
@@ -160,6 +163,7 @@ impl Shared {
             counters: Counters::default(),
             clock: ClockGuard::new(config_max_offset),
             admission,
+            slow: SlowReplicas::default(),
             storage_refusal: Mutex::new(None),
             started: Instant::now(),
             ring_changed_at_ms: AtomicU64::new(0),

@@ -317,6 +317,8 @@ pub async fn read(
     if let Some(pos) = live.iter().position(|&n| n == shared.id()) {
         live[..=pos].rotate_right(1);
     }
+    // Replicas that made a recent read speculate are asked last (as spares).
+    shared.slow.order(&mut live, shared.mono_ms());
     if live.len() < need {
         return Err(Error::Unavailable {
             needed: need,
@@ -354,6 +356,7 @@ pub async fn read(
         Box::pin(async move { (node, read_replica(&s, node, &k).await) })
     };
     let mut spares = live.split_off(need).into_iter();
+    let mut unanswered = live.clone();
     for node in live {
         futs.push(ask(node));
     }
@@ -369,6 +372,7 @@ pub async fn read(
         let wake = speculate_at.map_or(deadline, |t| t.min(deadline));
         match timeout_at(wake, futs.next()).await {
             Ok(Some((node, answer))) => {
+                unanswered.retain(|&n| n != node);
                 let failed = answer.is_err();
                 match q.record(node, answer) {
                     Progress::Waiting => {
@@ -383,6 +387,10 @@ pub async fn read(
             Err(_) if Instant::now() >= deadline => break Progress::Waiting,
             Err(_) => {
                 speculate_at = None;
+                let now = shared.mono_ms();
+                for &n in &unanswered {
+                    shared.slow.mark(n, now);
+                }
                 if let Some(next) = spares.next() {
                     shared
                         .counters

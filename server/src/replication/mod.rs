@@ -6,7 +6,8 @@
 //! - [`peer`]: per-peer connections and the batching replication stream;
 //! - [`reader`]: the per-peer batching read stream (remote replica reads of gets);
 //! - [`replica`]: applying incoming writes, with the clock-skew check;
-//! - [`handoff`]: replaying hints to replicas that came back.
+//! - [`handoff`]: replaying hints to replicas that came back;
+//! - [`slow`]: replicas that made reads speculate, asked last for a while.
 //!
 //! Not here: anything about gRPC statuses (the service layer) or ownership changes (cluster).
 
@@ -16,3 +17,4 @@ pub mod peer;
 pub mod quorum;
 pub mod reader;
 pub mod replica;
+pub mod slow;
