@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// Default budget of client requests in flight on one node.
 pub const DEFAULT_MAX_INFLIGHT_REQUESTS: usize = 2_048;
 /// Default budget of client request bytes (keys and values) in flight on one node.
-pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Which budget a shed request exceeded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,7 +52,14 @@ pub struct Admission {
     requests: AtomicUsize,
     bytes: AtomicUsize,
     shed: AtomicU64,
+    /// A moving average of the values reads returned, in bytes: what a read is charged before
+    /// it knows its value (a get of a 1 MiB value holds that much, and more while replicas
+    /// answer; charging reads their key only let 50/50 traffic of 1 MiB values past the budget).
+    read_estimate: AtomicUsize,
 }
+
+/// What a read is charged before any read has been seen.
+const INITIAL_READ_ESTIMATE: usize = 1024;
 
 /// A request's share of the budget, returned on drop.
 #[derive(Debug)]
@@ -77,6 +84,7 @@ impl Admission {
             requests: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             shed: AtomicU64::new(0),
+            read_estimate: AtomicUsize::new(INITIAL_READ_ESTIMATE),
         })
     }
 
@@ -117,6 +125,19 @@ impl Admission {
             admission: self.clone(),
             bytes,
         })
+    }
+
+    /// What a read is charged now: the moving average of recent read values.
+    pub fn read_estimate(&self) -> usize {
+        self.read_estimate.load(Ordering::Relaxed)
+    }
+
+    /// Folds the size of a value a read returned into the estimate (weight 1/8: a change of
+    /// workload shows within a few dozen reads).
+    pub fn observe_read(&self, value_bytes: usize) {
+        let old = self.read_estimate.load(Ordering::Relaxed);
+        let new = (old * 7 + value_bytes) / 8;
+        self.read_estimate.store(new.max(1), Ordering::Relaxed);
     }
 
     /// Requests in flight now.
@@ -163,6 +184,21 @@ mod tests {
         assert!(a.admit(1).is_err());
         drop(big);
         assert!(a.admit(1).is_ok());
+    }
+
+    #[test]
+    fn reads_are_charged_the_values_they_have_been_returning() {
+        let a = Admission::new(100, 1 << 30);
+        assert_eq!(a.read_estimate(), INITIAL_READ_ESTIMATE);
+        for _ in 0..64 {
+            a.observe_read(1 << 20);
+        }
+        let e = a.read_estimate();
+        assert!(e > 1_000_000 && e <= 1 << 20, "{e}");
+        for _ in 0..64 {
+            a.observe_read(0);
+        }
+        assert!(a.read_estimate() < 1_000, "{}", a.read_estimate());
     }
 
     #[test]

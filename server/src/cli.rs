@@ -98,7 +98,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub max_inflight_requests: Option<usize>,
     /// Bytes of client requests (keys and values) a node works on at once; beyond it requests
-    /// are shed with RESOURCE_EXHAUSTED. [default: 268435456]
+    /// are shed with RESOURCE_EXHAUSTED. [default: 67108864]
     #[arg(long, value_name = "BYTES")]
     pub max_inflight_bytes: Option<usize>,
     /// A read whose first R replicas have not all answered after MS also asks a spare replica

@@ -21,7 +21,7 @@
 //!   node ever issued or merged, recovered at restart) more than the max offset ahead of the
 //!   wall clock is unhealthy too, whatever the peers say: every write it stamped would be
 //!   refused by its replicas.
-//! - The coordinator calls [`ClockGuard::check`] before stamping: anything but healthy refuses
+//! - The coordinator calls [`ClockGuard::verdict`] before stamping: anything but healthy refuses
 //!   the write as a definite failure (nothing was sent anywhere), and the client goes to
 //!   another node. The verdict is recomputed on every probe round and, on the request path,
 //!   whenever the local wall clock moved against the monotonic clock by more than a fifth of

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::storage::{Applied, Engine, Entry, StorageError, Version};
 
@@ -21,6 +21,27 @@ pub struct HintStore {
     counts: Mutex<HashMap<u32, usize>>,
     max_per_target: usize,
     dropped: AtomicU64,
+    /// Bytes of hints handed to blocking threads and not yet stored.
+    backlog: Arc<AtomicUsize>,
+}
+
+/// Bytes of hints waiting to be stored, at most. Storing a hint may wait for an fsync; when the
+/// disk falls behind (under overload every timed-out write becomes hints), a queue of pending
+/// hints would hold every one of their values in memory. Beyond the bound a hint is dropped and
+/// counted, as beyond the per-target count: anti-entropy heals what hints miss.
+pub const MAX_HINT_BACKLOG_BYTES: usize = 32 * 1024 * 1024;
+
+/// A pending hint's share of the backlog, returned when it is stored (or dropped).
+#[derive(Debug)]
+pub struct BacklogSlot {
+    backlog: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for BacklogSlot {
+    fn drop(&mut self) {
+        self.backlog.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for HintStore {
@@ -56,6 +77,7 @@ impl HintStore {
             counts: Mutex::new(counts),
             max_per_target,
             dropped: AtomicU64::new(0),
+            backlog: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -123,6 +145,21 @@ impl HintStore {
     pub fn pending(&self) -> u64 {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.values().map(|c| *c as u64).sum()
+    }
+
+    /// Reserves room in the backlog for a hint of `bytes` about to be stored on a blocking
+    /// thread; `None` (the hint is dropped and counted) when the backlog is full.
+    pub fn reserve(&self, bytes: usize) -> Option<BacklogSlot> {
+        let before = self.backlog.fetch_add(bytes, Ordering::AcqRel);
+        let slot = BacklogSlot {
+            backlog: self.backlog.clone(),
+            bytes,
+        };
+        if before > 0 && before + bytes > MAX_HINT_BACKLOG_BYTES {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(slot)
     }
 
     /// Hints dropped because their target's store was full.

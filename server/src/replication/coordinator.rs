@@ -128,8 +128,19 @@ fn hint(shared: &Arc<Shared>, node: u32, key: &str, entry: &Entry) {
     if shared.config.faults.no_repair {
         return;
     }
+    let Some(slot) = shared.hints.reserve(key.len() + entry.value.len()) else {
+        let dropped = shared.hints.dropped();
+        if dropped.is_power_of_two() {
+            tracing::warn!(
+                node,
+                dropped,
+                "hints are being stored slower than they come: new hints dropped"
+            );
+        }
+        return;
+    };
     let (s, key, entry) = (shared.clone(), key.to_owned(), entry.clone());
-    tokio::task::spawn_blocking(move || match s.hints.add(node, &key, entry) {
+    tokio::task::spawn_blocking(move || match (s.hints.add(node, &key, entry), slot).0 {
         Ok(true) => {}
         Ok(false) => {
             // Logged at 1, 2, 4, 8, ... drops: a long outage must not flood the log.

@@ -181,7 +181,7 @@ impl KvService {
     }
 
     async fn get_inner(&self, req: pb::GetRequest) -> Result<pb::GetResponse> {
-        let _permit = self.admit(req.key.len())?;
+        let _permit = self.admit(req.key.len() + self.shared.admission.read_estimate())?;
         self.check_key(&req.key)?;
         let level = self.level(req.consistency, self.shared.config.read_consistency)?;
         self.check_serving()?;
@@ -196,6 +196,9 @@ impl KvService {
             });
         }
         let newest = coordinator::read(&self.shared, &req.key, level).await?;
+        self.shared
+            .admission
+            .observe_read(newest.as_ref().map_or(0, |e| e.value.len()));
         let now = self.shared.wall_ms();
         Ok(match newest {
             Some(e) if e.is_live(now) => pb::GetResponse {
