@@ -101,6 +101,10 @@ pub struct Args {
     /// are shed with RESOURCE_EXHAUSTED. [default: 67108864]
     #[arg(long, value_name = "BYTES")]
     pub max_inflight_bytes: Option<usize>,
+    /// While client requests take longer than MS on average, the in-flight byte limit is
+    /// lowered (down to 4 MiB), so that what is admitted is answered in time. [default: 250]
+    #[arg(long, value_name = "MS")]
+    pub admission_target_latency_ms: Option<u64>,
     /// A read whose first R replicas have not all answered after MS also asks a spare replica
     /// (0 never does). [default: 50]
     #[arg(long, value_name = "MS")]
@@ -180,6 +184,7 @@ impl Args {
             max_key_bytes,
             max_inflight_requests,
             max_inflight_bytes,
+            admission_target_latency_ms,
             speculative_retry_ms,
             request_timeout_ms,
             gossip_interval_ms,
@@ -248,7 +253,8 @@ impl Args {
             suspect_after_ms => suspect_after,
             down_after_ms => down_after,
             transition_grace_ms => transition_grace,
-            maintenance_interval_ms => maintenance_interval
+            maintenance_interval_ms => maintenance_interval,
+            admission_target_latency_ms => admission_target_latency
         );
         c.cluster_secret = self.cluster_secret.filter(|s| !s.is_empty());
         c.leave_on_shutdown = self.leave_on_shutdown;

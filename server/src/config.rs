@@ -84,6 +84,9 @@ pub struct NodeConfig {
     /// Bytes of client requests (keys and values) this node works on at once; beyond it
     /// requests are shed with RESOURCE_EXHAUSTED.
     pub max_inflight_bytes: usize,
+    /// Mean latency of client requests above which the in-flight byte limit is lowered (and
+    /// below half of which it grows back towards `max_inflight_bytes`).
+    pub admission_target_latency: Duration,
     /// A read whose first R replicas have not all answered after this long also asks a spare
     /// replica (Cassandra's `speculative_retry`); `None` never does.
     pub speculative_retry: Option<Duration>,
@@ -158,6 +161,7 @@ impl Default for NodeConfig {
             maintenance_interval: Duration::from_secs(60),
             max_inflight_requests: crate::admission::DEFAULT_MAX_INFLIGHT_REQUESTS,
             max_inflight_bytes: crate::admission::DEFAULT_MAX_INFLIGHT_BYTES,
+            admission_target_latency: crate::admission::DEFAULT_TARGET_LATENCY,
             speculative_retry: Some(DEFAULT_SPECULATIVE_RETRY),
             cluster_name: crate::cluster::identity::DEFAULT_CLUSTER_NAME.into(),
             insecure: false,
@@ -232,6 +236,9 @@ impl NodeConfig {
                 "max_inflight_requests and max_inflight_bytes must be > 0, got {} and {}",
                 self.max_inflight_requests, self.max_inflight_bytes
             ));
+        }
+        if self.admission_target_latency.is_zero() {
+            return bad("admission_target_latency must be > 0 ms".into());
         }
         if let Err(e) = self.fsync.parse::<crate::storage::FsyncPolicy>() {
             return bad(format!("fsync: {e}"));

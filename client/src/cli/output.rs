@@ -108,6 +108,15 @@ pub fn status_block(s: &pb::NodeStatusResponse) -> String {
             let _ = writeln!(out, "    {}", c.reason);
         }
     }
+    let _ = writeln!(
+        out,
+        "  admission: {} requests and {} of {} bytes in flight, {} shed  speculative reads {}",
+        s.inflight_requests,
+        s.inflight_bytes,
+        s.inflight_bytes_limit,
+        s.requests_shed,
+        s.speculative_reads
+    );
     if !s.writes_refused.is_empty() {
         let _ = writeln!(out, "  storage takes no writes: {}", s.writes_refused);
     }

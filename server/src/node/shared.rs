@@ -150,7 +150,11 @@ impl Shared {
         );
         let (stop, _) = watch::channel(false);
         let config_max_offset = config.max_clock_offset_ms;
-        let admission = Admission::new(config.max_inflight_requests, config.max_inflight_bytes);
+        let admission = Admission::new(
+            config.max_inflight_requests,
+            config.max_inflight_bytes,
+            config.admission_target_latency,
+        );
         let shared = Arc::new(Self {
             view: RwLock::new(Arc::new(build_view(&table, &config, 0))),
             members: Mutex::new(table),

@@ -347,6 +347,7 @@ impl NodeInternal for InternalService {
             requests_shed: s.admission.shed(),
             inflight_requests: s.admission.inflight_requests() as u64,
             inflight_bytes: s.admission.inflight_bytes() as u64,
+            inflight_bytes_limit: s.admission.byte_limit() as u64,
             speculative_reads: s.counters.speculative_reads.load(Ordering::Relaxed),
             storage: Some(pb::StorageStats {
                 keys: st.keys,

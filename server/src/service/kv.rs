@@ -55,9 +55,13 @@ impl KvService {
         }
     }
 
-    /// A share of the node's budget for a request of `bytes`, held until it is answered.
-    fn admit(&self, bytes: usize) -> Result<crate::admission::Permit> {
-        Ok(self.shared.admission.admit(bytes)?)
+    /// The bytes of a request of `bytes` beyond the `charged` ones it was admitted with at the
+    /// door ([`super::admit`]), held until it is answered.
+    fn admit_extra(&self, bytes: usize, charged: usize) -> Result<crate::admission::Permit> {
+        Ok(self
+            .shared
+            .admission
+            .admit_extra(bytes.saturating_sub(charged), std::time::Instant::now())?)
     }
 
     fn check_serving(&self) -> Result<()> {
@@ -108,8 +112,10 @@ impl KvService {
         Ok(Version::new(hlc, s.id()))
     }
 
-    async fn put_inner(&self, req: pb::PutRequest) -> Result<pb::PutResponse> {
-        let _permit = self.admit(req.key.len() + req.value.len())?;
+    async fn put_inner(&self, req: pb::PutRequest, charged: usize) -> Result<pb::PutResponse> {
+        let size = req.key.len() + req.value.len();
+        self.shared.admission.observe_put(size);
+        let _permit = self.admit_extra(size, charged)?;
         self.check_key(&req.key)?;
         let max = self.shared.config.max_value_bytes;
         if req.value.len() > max {
@@ -168,8 +174,12 @@ impl KvService {
         })
     }
 
-    async fn delete_inner(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
-        let _permit = self.admit(req.key.len())?;
+    async fn delete_inner(
+        &self,
+        req: pb::DeleteRequest,
+        charged: usize,
+    ) -> Result<pb::DeleteResponse> {
+        let _permit = self.admit_extra(req.key.len(), charged)?;
         self.check_key(&req.key)?;
         let level = self.level(req.consistency, self.shared.config.write_consistency)?;
         self.check_serving()?;
@@ -180,8 +190,9 @@ impl KvService {
         })
     }
 
-    async fn get_inner(&self, req: pb::GetRequest) -> Result<pb::GetResponse> {
-        let _permit = self.admit(req.key.len() + self.shared.admission.read_estimate())?;
+    async fn get_inner(&self, req: pb::GetRequest, charged: usize) -> Result<pb::GetResponse> {
+        // The door charged the read its expected value; only an unusually long key adds.
+        let _permit = self.admit_extra(req.key.len(), charged)?;
         self.check_key(&req.key)?;
         let level = self.level(req.consistency, self.shared.config.read_consistency)?;
         self.check_serving()?;
@@ -218,13 +229,22 @@ impl KvService {
     }
 }
 
+/// What the request was charged at the door (none when the service runs without it).
+fn charged<T>(request: &Request<T>) -> usize {
+    request
+        .extensions()
+        .get::<crate::admission::Charged>()
+        .map_or(0, |c| c.0)
+}
+
 #[tonic::async_trait]
 impl KvStore for KvService {
     async fn get(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        self.get_inner(request.into_inner())
+        let charged = charged(&request);
+        self.get_inner(request.into_inner(), charged)
             .await
             .map(Response::new)
             .map_err(|e| to_status(&e, Op::Read))
@@ -234,7 +254,8 @@ impl KvStore for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        self.put_inner(request.into_inner())
+        let charged = charged(&request);
+        self.put_inner(request.into_inner(), charged)
             .await
             .map(Response::new)
             .map_err(|e| to_status(&e, Op::Write))
@@ -244,7 +265,8 @@ impl KvStore for KvService {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        self.delete_inner(request.into_inner())
+        let charged = charged(&request);
+        self.delete_inner(request.into_inner(), charged)
             .await
             .map(Response::new)
             .map_err(|e| to_status(&e, Op::Write))

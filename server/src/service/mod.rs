@@ -5,6 +5,7 @@
 //! `replication` and `cluster`, and map errors in one place ([`status`]). Message limits are
 //! raised to the node's configured maxima so a legal 8 MiB value is never refused by the codec.
 
+pub mod admit;
 pub mod auth;
 pub mod echo;
 pub mod internal;
@@ -22,8 +23,8 @@ use crate::node::shared::Shared;
 
 /// The three services of a node, ready to add to a tonic router.
 pub struct Services {
-    /// KVStore.
-    pub kv: KvStoreServer<kv::KvService>,
+    /// KVStore, behind the admission budget.
+    pub kv: admit::Admitted<KvStoreServer<kv::KvService>>,
     /// NodeInternal, behind the secret check.
     pub internal:
         InterceptedService<NodeInternalServer<internal::InternalService>, auth::RequireSecret>,
@@ -35,9 +36,12 @@ pub struct Services {
 pub fn services(shared: &Arc<Shared>) -> Services {
     let limit = shared.config.grpc_message_limit();
     Services {
-        kv: KvStoreServer::new(kv::KvService::new(shared.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit),
+        kv: admit::Admitted::new(
+            KvStoreServer::new(kv::KvService::new(shared.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            shared.admission.clone(),
+        ),
         internal: InterceptedService::new(
             NodeInternalServer::new(internal::InternalService::new(shared.clone()))
                 .max_decoding_message_size(limit)
