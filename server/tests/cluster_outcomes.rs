@@ -1,7 +1,9 @@
 //! Truthful outcomes: a write reported `failed` was applied nowhere. Reproduces a defect seen
 //! on a 3-node cluster: puts at ALL right after a kill -9 of one node answered `failed`
 //! ("definitely not applied") although the two live replicas had stored every one of them, so
-//! a client that retried definite failures wrote one value under two versions.
+//! a client that retried definite failures wrote one value under two versions. And the
+//! opposite case: writes that could be refused up front (a replica's stream just broke) are
+//! refused before anything is sent, so they come back as definite failures, not unknown.
 
 mod cluster_support;
 
@@ -44,6 +46,15 @@ async fn writes_at_all_after_a_kill_are_never_falsely_failed() {
         failed.len()
     );
     assert_eq!(failed.len() + unknown, 30);
+    // And the coordinator knows it at once: a replica whose stream just broke counts as not
+    // taking writes, so a write at ALL is refused before it is sent anywhere (definite),
+    // except one probe per reconnect backoff (200 ms) that tries the peer again. Before that
+    // rule, all 30 were unknown until the failure detector said down, seconds later.
+    assert!(
+        failed.len() >= 15,
+        "only {} of 30 writes at ALL with a freshly dead replica were definite failures",
+        failed.len()
+    );
     // Once node 3 is judged down, ALL is refused before anything is sent: definite.
     wait_states(&addrs[..2], &[3], pb::MemberState::Down).await;
     let err = put(&mut c1, "after-down", "x", All).await.unwrap_err();

@@ -172,7 +172,15 @@ pub async fn write(
     let ws = view.placement.write_set(key);
     let required = level.required(shared.config.replication_factor);
     let level_name = level.to_string();
-    if let Err((needed, live)) = quorum::check_live(&ws, required, |n| view.takes_writes(n)) {
+    // A peer whose stream failed a moment ago counts as not taking writes: if the write needs
+    // it, it is refused here, sent nowhere (a definite failure), instead of being sent to the
+    // others and answered "unknown"; otherwise it is hinted for that peer, as its replicator
+    // would have failed it anyway.
+    let now = std::time::Instant::now();
+    let takes_writes = |n: u32| {
+        view.takes_writes(n) && (n == shared.id() || !shared.peers.recently_failed(n, now))
+    };
+    if let Err((needed, live)) = quorum::check_live(&ws, required, takes_writes) {
         return Err(Error::Unavailable {
             needed,
             live,
@@ -189,7 +197,7 @@ pub async fn write(
     let mut futs: FuturesUnordered<ReplicaFuture<std::result::Result<(), ReplicaFailure>>> =
         FuturesUnordered::new();
     for node in ws.targets() {
-        if !view.takes_writes(node) {
+        if !takes_writes(node) {
             hint(shared, node, key, &entry);
             q.record(node, false);
             continue;
@@ -203,7 +211,7 @@ pub async fn write(
     let mut silent: Vec<u32> = ws
         .targets()
         .into_iter()
-        .filter(|&n| view.takes_writes(n))
+        .filter(|&n| takes_writes(n))
         .collect();
     // Whether some replica may hold the write: an ack, a failure that may have applied, or
     // (checked below) a replica still silent when the coordinator answers.

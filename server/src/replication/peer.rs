@@ -186,6 +186,9 @@ pub struct Peer {
     queue: mpsc::Sender<(pb::ReplicateRequest, Reply)>,
     queued_bytes: Arc<AtomicUsize>,
     reader: Reader,
+    /// When the replicator last saw this peer fail (a stream it could not open, or one that
+    /// broke); `None` once a stream opens again.
+    failed_at: Arc<Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -216,6 +219,15 @@ impl Peer {
     /// bounds the wait). An error is a failed replica answer.
     pub async fn read(&self, key: &str) -> ReadOutcome {
         self.reader.read(key).await
+    }
+
+    /// Whether the peer failed less than [`RECONNECT_BACKOFF`] ago: its replicator fails
+    /// writes at once meanwhile, so a coordinator that needs this replica can refuse a write
+    /// before sending it to anyone (a definite failure) instead of sending it to the others
+    /// and having to answer "unknown". Long before the failure detector says down.
+    pub fn recently_failed(&self, now: Instant) -> bool {
+        let failed_at = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        failed_at.is_some_and(|t| now.saturating_duration_since(t) < RECONNECT_BACKOFF)
     }
 
     /// Sends one replica write through the peer's stream and waits for its ack (no timeout:
@@ -293,6 +305,13 @@ impl Peers {
             .max_encoding_message_size(self.message_limit)
     }
 
+    /// Whether the peer `id`, if this node talks to it, failed a moment ago
+    /// ([`Peer::recently_failed`]).
+    pub fn recently_failed(&self, id: u32, now: Instant) -> bool {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.get(&id).is_some_and(|p| p.recently_failed(now))
+    }
+
     /// The peer `id` at `address`, connecting (lazily) on first use or when its address
     /// changed. Must be called inside a tokio runtime (it may spawn the replicator).
     pub fn get(&self, id: u32, address: &str) -> Result<Arc<Peer>, String> {
@@ -306,7 +325,14 @@ impl Peers {
         }
         let client = self.wrap(channel(address)?);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(replicator(id, client.clone(), rx, self.latency.clone()));
+        let failed_at = Arc::new(Mutex::new(None));
+        tokio::spawn(replicator(
+            id,
+            client.clone(),
+            rx,
+            self.latency.clone(),
+            failed_at.clone(),
+        ));
         let reader = Reader::spawn(id, client.clone());
         let peer = Arc::new(Peer {
             id,
@@ -315,6 +341,7 @@ impl Peers {
             queue,
             queued_bytes: Arc::new(AtomicUsize::new(0)),
             reader,
+            failed_at,
         });
         peers.insert(id, peer.clone());
         Ok(peer)
@@ -341,9 +368,13 @@ async fn replicator(
     client: InternalClient,
     mut queue: mpsc::Receiver<(pb::ReplicateRequest, Reply)>,
     latency: Arc<AckLatency>,
+    failed_at: Arc<Mutex<Option<Instant>>>,
 ) {
     let mut carry: Option<(pb::ReplicateRequest, Reply)> = None;
     let mut last_failure: Option<Instant> = None;
+    let set_failed = |at: Option<Instant>| {
+        *failed_at.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    };
     loop {
         let first = match carry.take() {
             Some(item) => item,
@@ -369,6 +400,7 @@ async fn replicator(
             Ok(resp) => resp.into_inner(),
             Err(status) => {
                 last_failure = Some(Instant::now());
+                set_failed(last_failure);
                 tracing::debug!(peer, %status, "cannot open replication stream");
                 fail(
                     first.1,
@@ -380,6 +412,7 @@ async fn replicator(
                 continue;
             }
         };
+        set_failed(None);
         let mut next_id: u64 = 0;
         let mut inflight: HashMap<u64, Vec<Reply>> = HashMap::new();
         let mut pending_first = Some(first);
@@ -434,6 +467,7 @@ async fn replicator(
             }
         };
         last_failure = Some(Instant::now());
+        set_failed(last_failure);
         tracing::debug!(peer, reason = %broken, inflight = inflight.len(), "replication stream ended");
         for (_, replies) in inflight.drain() {
             for r in replies {
