@@ -33,6 +33,9 @@ pub struct NodeConfig {
     /// The address other nodes and clients reach this node on (`host:port`). When the node is
     /// started on port 0, `node::run` replaces it with the bound address.
     pub advertise_address: String,
+    /// The address this node's connections to its peers start from: the listen address when
+    /// the node listens on one address (set at start), the system's choice otherwise.
+    pub peer_source_ip: Option<std::net::IpAddr>,
     /// Where the node keeps its data, hints, clock ceiling and lock file. `None`: in memory only
     /// (tests), nothing survives a restart.
     pub data_dir: Option<PathBuf>,
@@ -138,6 +141,7 @@ impl Default for NodeConfig {
         Self {
             node_id: 1,
             advertise_address: "127.0.0.1:0".into(),
+            peer_source_ip: None,
             data_dir: None,
             join: Vec::new(),
             replication_factor: 3,

@@ -75,8 +75,8 @@ pub struct LocalCluster {
     _data: tempfile::TempDir,
 }
 
-fn free_port() -> Result<u16, LoadgenError> {
-    let l = TcpListener::bind("127.0.0.1:0")
+fn free_port(ip: std::net::Ipv4Addr) -> Result<u16, LoadgenError> {
+    let l = TcpListener::bind((ip, 0))
         .map_err(|e| LoadgenError::Cluster(format!("cannot find a free port: {e}")))?;
     l.local_addr()
         .map(|a| a.port())
@@ -91,6 +91,25 @@ impl LocalCluster {
         program: ServerProgram,
         log_dir: &Path,
     ) -> Result<Self, LoadgenError> {
+        Self::start_with(spec, program, log_dir, false)
+    }
+
+    /// [`start`](Self::start), each node on its own loopback address
+    /// ([`super::partition::node_ip`]) so that links between nodes can be cut.
+    pub fn start_partitionable(
+        spec: &ClusterSpec,
+        program: ServerProgram,
+        log_dir: &Path,
+    ) -> Result<Self, LoadgenError> {
+        Self::start_with(spec, program, log_dir, true)
+    }
+
+    fn start_with(
+        spec: &ClusterSpec,
+        program: ServerProgram,
+        log_dir: &Path,
+        own_addresses: bool,
+    ) -> Result<Self, LoadgenError> {
         std::fs::create_dir_all(log_dir).map_err(|e| {
             LoadgenError::Cluster(format!("cannot create {}: {e}", log_dir.display()))
         })?;
@@ -100,9 +119,14 @@ impl LocalCluster {
             .map_err(|e| LoadgenError::Cluster(format!("cannot create a data directory: {e}")))?;
         let mut nodes = Vec::new();
         for i in 0..spec.nodes {
-            let port = free_port()?;
+            let ip = if own_addresses {
+                super::partition::node_ip(i as usize)
+            } else {
+                std::net::Ipv4Addr::LOCALHOST
+            };
+            let port = free_port(ip)?;
             nodes.push(Node {
-                addr: format!("127.0.0.1:{port}"),
+                addr: format!("{ip}:{port}"),
                 data_dir: data.path().join(format!("node-{i}")),
                 process: None,
                 state: NodeState::Up,

@@ -5,3 +5,4 @@
 
 pub mod faults;
 pub mod launcher;
+pub mod partition;

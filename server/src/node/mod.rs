@@ -63,6 +63,12 @@ pub async fn run_with_ready(
     if config.advertise_address.ends_with(":0") || config.advertise_address.is_empty() {
         config.advertise_address = local.to_string();
     }
+    // A node listening on one address also talks to its peers from it (as Cassandra's
+    // listen_address): node-to-node traffic is then identified by source and destination
+    // address, which is what a firewall (or the nemesis's partitions) acts on.
+    if !local.ip().is_unspecified() {
+        config.peer_source_ip = Some(local.ip());
+    }
     config.validate()?;
 
     // Storage, clock, hints, members.

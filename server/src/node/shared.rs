@@ -147,6 +147,7 @@ impl Shared {
         let peers = Peers::new(
             config.cluster_secret.as_deref(),
             config.grpc_message_limit(),
+            config.peer_source_ip,
         );
         let (stop, _) = watch::channel(false);
         let config_max_offset = config.max_clock_offset_ms;

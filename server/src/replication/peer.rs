@@ -17,6 +17,7 @@
 //! replica reads of coordinated gets.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -275,16 +276,19 @@ pub struct Peers {
     secret: AddSecret,
     message_limit: usize,
     latency: Arc<AckLatency>,
+    source_ip: Option<IpAddr>,
 }
 
 impl Peers {
-    /// No peers yet; `secret` is sent on every call, `message_limit` bounds gRPC messages.
-    pub fn new(secret: Option<&str>, message_limit: usize) -> Self {
+    /// No peers yet; `secret` is sent on every call, `message_limit` bounds gRPC messages, and
+    /// connections start from `source_ip` when given.
+    pub fn new(secret: Option<&str>, message_limit: usize, source_ip: Option<IpAddr>) -> Self {
         Self {
             peers: Mutex::new(HashMap::new()),
             secret: AddSecret::new(secret),
             message_limit,
             latency: Arc::default(),
+            source_ip,
         }
     }
 
@@ -295,7 +299,7 @@ impl Peers {
 
     /// A client for an address that need not be a member (seeds).
     pub fn client_for(&self, address: &str) -> Result<InternalClient, String> {
-        let channel = channel(address)?;
+        let channel = channel(address, self.source_ip)?;
         Ok(self.wrap(channel))
     }
 
@@ -323,7 +327,7 @@ impl Peers {
         {
             return Ok(p.clone());
         }
-        let client = self.wrap(channel(address)?);
+        let client = self.wrap(channel(address, self.source_ip)?);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let failed_at = Arc::new(Mutex::new(None));
         tokio::spawn(replicator(
@@ -348,9 +352,10 @@ impl Peers {
     }
 }
 
-fn channel(address: &str) -> Result<Channel, String> {
+fn channel(address: &str, source_ip: Option<IpAddr>) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| format!("bad peer address {address:?}: {e}"))?
+        .local_address(source_ip)
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
