@@ -20,6 +20,7 @@ use crate::echo::{Ceiling, measure_ceiling};
 use crate::generator::{KeySpace, OpGenerator, ValuePool};
 use crate::history::{HistoryRecorder, final_reads};
 use crate::measure::Aggregate;
+use crate::resources::{Sampling, Source};
 use crate::results::{self, RunResults};
 use crate::scenario::Scenario;
 use crate::status::{StatusLine, run_status};
@@ -132,6 +133,16 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
     } else {
         (None, scenario.cluster.endpoints.clone())
     };
+    // Node resources, sampled from now until the measured phase ends.
+    let sampling = match &cluster {
+        Some(c) => Some(Source::Local(c.clone())),
+        None if !scenario.cluster.metrics_endpoints.is_empty() => {
+            Some(Source::Metrics(scenario.cluster.metrics_endpoints.clone()))
+        }
+        None => None,
+    }
+    .map(|source| Sampling::start(&dir.join("nodes.csv"), source))
+    .transpose()?;
     let formed = tokio::select! {
         r = wait_formed(&endpoints, FORM_TIMEOUT, false) => r,
         _ = wait_cancel(&cancel) => Err(LoadgenError::Interrupted),
@@ -147,6 +158,7 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         ceiling,
         &endpoints,
         cluster.clone(),
+        sampling,
         status.clone(),
         cancel.clone(),
     )
@@ -237,6 +249,7 @@ async fn drive_and_report(
     ceiling: Option<Ceiling>,
     endpoints: &[String],
     cluster: Option<Arc<Mutex<LocalCluster>>>,
+    sampling: Option<Sampling>,
     status: Arc<StatusLine>,
     cancel: Arc<AtomicBool>,
 ) -> Result<(RunResults, Result<(), LoadgenError>), LoadgenError> {
@@ -324,6 +337,7 @@ async fn drive_and_report(
         fault_log.clone(),
         timeline_cancel.clone(),
     ));
+    let origin_sample = sampling.as_ref().map(|s| s.sample_at(origin));
     let status_done = Arc::new(AtomicBool::new(false));
     let status_task = tokio::spawn(run_status(
         status.clone(),
@@ -356,8 +370,23 @@ async fn drive_and_report(
     let _ = timeline.await;
     status_done.store(true, Ordering::Relaxed);
     let _ = status_task.await;
+    let end_sample = match &sampling {
+        Some(s) => Some(s.sampler().sample_now().await),
+        None => None,
+    };
     check_cancel(&cancel)?;
     let measurements = agg.finish(end, reported_kinds(w));
+    let resources = match (&sampling, origin_sample, end_sample) {
+        (Some(s), Some(start), Some(end_t)) => {
+            let start_t = start.await.unwrap_or(0.0);
+            Some(s.finish(
+                scenario.cluster.node_count(),
+                (start_t, end_t),
+                measurements.overall().ok,
+            ))
+        }
+        _ => None,
+    };
     let measured_seconds = match run.duration_s {
         Some(d) if run.operations.is_none() => d,
         _ => measurements.elapsed.as_secs(),
@@ -369,6 +398,7 @@ async fn drive_and_report(
         faults: fault_log.events(),
         measured_seconds,
         load: Some((w.record_count, load_secs)),
+        resources,
     };
 
     // 5. History: quiesce, then final reads of every key the run touched.

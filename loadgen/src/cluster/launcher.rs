@@ -179,6 +179,14 @@ impl LocalCluster {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
+    /// Every node's current process id (`None` while it is killed), in index order.
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.nodes
+            .iter()
+            .map(|n| n.process.as_ref().map(ChildProcess::pid))
+            .collect()
+    }
+
     /// Every node's state as loadgen left it.
     pub fn states(&self) -> Vec<NodeState> {
         self.nodes.iter().map(|n| n.state).collect()

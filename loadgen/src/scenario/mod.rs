@@ -67,6 +67,10 @@ pub struct ClusterSpec {
     /// Addresses (`host:port`) of an existing cluster; when set, nothing is launched.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
+    /// Each endpoint's Prometheus listener (`host:port`, same order as `endpoints`), scraped
+    /// once a second for the nodes' CPU and memory (`nodes.csv`). Empty: not sampled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics_endpoints: Vec<String>,
     /// Extra flags appended to every launched node's command line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_args: Vec<String>,
@@ -85,6 +89,7 @@ impl Default for ClusterSpec {
             write_quorum: 2,
             fsync: "never".into(),
             endpoints: Vec::new(),
+            metrics_endpoints: Vec::new(),
             server_args: Vec::new(),
             fault_commands: FaultCommands::default(),
         }
