@@ -130,6 +130,11 @@ pub struct Args {
     /// Wait after a join or leave was seen by every member before data moves. [default: 2000]
     #[arg(long, value_name = "MS")]
     pub transition_grace_ms: Option<u64>,
+    /// Serve Prometheus metrics (`GET /metrics`, plain HTTP, no authentication) on ADDR, e.g.
+    /// 127.0.0.1:9100. Off unless given; a port 0 picks a free port, printed as
+    /// `metrics on ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Storage snapshot and compaction period. [default: 60000]
     #[arg(long, value_name = "MS")]
     pub maintenance_interval_ms: Option<u64>,
@@ -187,7 +192,8 @@ impl Args {
             suspect_after_ms,
             down_after_ms,
             transition_grace_ms,
-            maintenance_interval_ms
+            maintenance_interval_ms,
+            metrics_listen
         );
         if self.join.is_empty() {
             self.join = file.join;
@@ -253,6 +259,7 @@ impl Args {
         c.cluster_secret = self.cluster_secret.filter(|s| !s.is_empty());
         c.leave_on_shutdown = self.leave_on_shutdown;
         c.insecure = self.insecure;
+        c.metrics_listen = self.metrics_listen.filter(|s| !s.is_empty());
         if let Some(name) = self.cluster_name {
             c.cluster_name = name;
         }
@@ -344,7 +351,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        let result = crate::node::run_with_ready(listener, config, shutdown_signal(), |_| say("ready")).await;
+        let result = crate::node::run_with_ready(listener, config, shutdown_signal(), |r| {
+            if let Some(m) = &r.metrics_address {
+                say(&format!("metrics on {m}"));
+            }
+            say("ready")
+        })
+        .await;
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

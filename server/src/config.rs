@@ -93,6 +93,9 @@ pub struct NodeConfig {
     /// Serve the internal (node-to-node) API on a non-loopback address without a cluster
     /// secret: anyone who can reach the port could then write any version to any key.
     pub insecure: bool,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP, no authentication);
+    /// `None` (the default) serves none.
+    pub metrics_listen: Option<String>,
     /// Faults to inject (tests of the checker only).
     pub faults: Faults,
 }
@@ -161,6 +164,7 @@ impl Default for NodeConfig {
             speculative_retry: Some(DEFAULT_SPECULATIVE_RETRY),
             cluster_name: crate::cluster::identity::DEFAULT_CLUSTER_NAME.into(),
             insecure: false,
+            metrics_listen: None,
             faults: Faults::default(),
         }
     }

@@ -25,6 +25,8 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hlc;
+pub mod instruments;
+pub mod metrics;
 pub mod node;
 pub mod process;
 pub mod replication;

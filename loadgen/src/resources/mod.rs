@@ -3,7 +3,7 @@
 //! microseconds per operation and peak RSS per node, and plotted into `nodes.png`.
 //!
 //! - For a cluster loadgen launches, each node's current process is read from `/proc`
-//!   ([`procfs`]); a killed and restarted node appears under its new pid, a paused one keeps
+//!   ([`kvstore_server::metrics::procfs`]); a killed and restarted node appears under its new pid, a paused one keeps
 //!   being read (its CPU simply stops growing).
 //! - For an existing cluster (`endpoints`) loadgen cannot see the processes; it scrapes each
 //!   node's Prometheus endpoint (`[cluster] metrics_endpoints`, same order as `endpoints`) for
@@ -18,7 +18,6 @@
 //! Not here: reading anything else about a node (its metrics families are the server's).
 
 pub mod plot;
-pub mod procfs;
 pub mod scrape;
 
 use std::collections::BTreeMap;
@@ -32,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::LoadgenError;
 use crate::cluster::launcher::LocalCluster;
+use kvstore_server::metrics::procfs;
 
 /// How often every node is sampled.
 pub const INTERVAL: Duration = Duration::from_secs(1);

@@ -38,6 +38,8 @@ pub struct Ready {
     pub node_id: u32,
     /// The address it serves on.
     pub address: String,
+    /// Where it serves Prometheus metrics, when it does.
+    pub metrics_address: Option<String>,
 }
 
 /// Runs a node until `shutdown` completes (or it left the cluster).
@@ -150,6 +152,25 @@ pub async fn run_with_ready(
     }
     shared.evaluate_clock();
 
+    // Metrics: bound before serving, so a taken port fails the start with nothing running.
+    let mut metrics_address = None;
+    let metrics_listener = match &shared.config.metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.map_err(|source| Error::Io {
+                context: format!("cannot serve metrics on {addr} (--metrics-listen)"),
+                source,
+            })?;
+            let bound = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            if !crate::config::is_loopback(&bound) {
+                tracing::warn!(address = %bound, "metrics are served without authentication beyond loopback");
+            }
+            tracing::info!(address = %bound, "serving metrics at /metrics");
+            metrics_address = Some(bound);
+            Some(l)
+        }
+        None => None,
+    };
+
     // Serve.
     const MAX_STREAMS_PER_CONNECTION: u32 = 512;
     let services = service::services(&shared);
@@ -173,13 +194,20 @@ pub async fn run_with_ready(
     );
     tracing::info!(node = shared.id(), address = %shared.config.advertise_address, "serving");
 
-    let tasks = vec![
+    let mut tasks = Vec::new();
+    if let Some(l) = metrics_listener {
+        tasks.push(tokio::spawn(crate::metrics::http::serve(
+            l,
+            crate::metrics::registry(&shared),
+        )));
+    }
+    tasks.extend([
         tokio::spawn(gossip::run_gossip(shared.clone())),
         tokio::spawn(gossip::run_probes(shared.clone())),
         tokio::spawn(handoff::run(shared.clone())),
         tokio::spawn(rebalance::run_cleanup(shared.clone())),
         tokio::spawn(maintenance(shared.clone())),
-    ];
+    ]);
 
     let outcome = async {
         if !shared.config.join.is_empty() {
@@ -213,6 +241,7 @@ pub async fn run_with_ready(
             f(Ready {
                 node_id: shared.id(),
                 address: shared.config.advertise_address.clone(),
+                metrics_address: metrics_address.clone(),
             });
         }
         tokio::select! {

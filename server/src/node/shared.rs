@@ -74,6 +74,10 @@ pub struct Counters {
     pub future_versions_refused: AtomicU64,
     /// Reads that also asked a spare replica because the first ones were slow.
     pub speculative_reads: AtomicU64,
+    /// Replica writes that never left this node (queue full, no stream, no address).
+    pub replica_not_sent: AtomicU64,
+    /// Replica writes handed to the network that got no answer (stream broke, deadline).
+    pub replica_unreachable: AtomicU64,
     /// Replica writes this node sent that a replica refused, by (replica, kind).
     pub replica_refusals: Mutex<HashMap<(u32, kvstore_proto::pb::Refusal), u64>>,
 }
@@ -105,6 +109,8 @@ pub struct Shared {
     pub peers: Peers,
     /// Counters for NodeStatus.
     pub counters: Counters,
+    /// Client requests by operation, consistency and outcome, with their latency (metrics).
+    pub requests: crate::instruments::RequestInstruments,
     /// Whether this node's clock may stamp writes.
     pub clock: ClockGuard,
     /// The budget of client requests in flight.
@@ -161,6 +167,7 @@ impl Shared {
             hlc,
             peers,
             counters: Counters::default(),
+            requests: Default::default(),
             clock: ClockGuard::new(config_max_offset),
             admission,
             slow: SlowReplicas::default(),

@@ -150,15 +150,22 @@ impl Drop for QueuedBytes {
     }
 }
 
-/// Coordinator-to-replica acknowledgement latency, in microseconds, over every peer.
+/// Coordinator-to-replica acknowledgement latency, in microseconds, over every peer: an
+/// HdrHistogram for NodeStatus's percentiles and fixed buckets for the metrics.
 #[derive(Debug)]
-pub struct AckLatency(Mutex<hdrhistogram::Histogram<u64>>);
+pub struct AckLatency(
+    Mutex<hdrhistogram::Histogram<u64>>,
+    crate::instruments::Histogram,
+);
 
 impl Default for AckLatency {
     fn default() -> Self {
         // 1 us .. 60 s at 3 significant digits: a few tens of KB, fixed.
         let h = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-        Self(Mutex::new(h))
+        Self(
+            Mutex::new(h),
+            crate::instruments::Histogram::new(crate::instruments::LATENCY_BUCKETS),
+        )
     }
 }
 
@@ -167,7 +174,13 @@ impl AckLatency {
         let mut h = self.0.lock().unwrap_or_else(|p| p.into_inner());
         for &us in samples {
             h.saturating_record(us.max(1));
+            self.1.observe(Duration::from_micros(us));
         }
+    }
+
+    /// The fixed-bucket histogram of the same acknowledgements.
+    pub fn buckets(&self) -> &crate::instruments::Histogram {
+        &self.1
     }
 
     /// (acks recorded, p50 us, p99 us).

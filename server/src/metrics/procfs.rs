@@ -4,7 +4,8 @@
 //! with `sysconf(_SC_CLK_TCK)`); resident memory is `VmRSS` of `/proc/PID/status`. The parsers
 //! are plain functions over the file text so they are tested without a process.
 //!
-//! Not here: deciding which processes to read or how often (the sampler does).
+//! The node reads itself with it for `process_cpu_seconds_total` and
+//! `process_resident_memory_bytes`; loadgen reads the nodes it launched.
 
 use std::path::Path;
 
