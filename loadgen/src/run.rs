@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// No status line.
     pub quiet: bool,
+    /// TLS to an existing cluster (`endpoints`): `--ca`, `--cert`, `--key`.
+    pub tls: Option<kvstore_client::ClientTls>,
 }
 
 /// What a finished run left.
@@ -143,8 +145,12 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
     }
     .map(|source| Sampling::start(&dir.join("nodes.csv"), source))
     .transpose()?;
+    let tls = match &cluster {
+        Some(c) => c.lock().unwrap_or_else(|p| p.into_inner()).client_tls()?,
+        None => opts.tls.clone(),
+    };
     let formed = tokio::select! {
-        r = wait_formed(&endpoints, FORM_TIMEOUT, false) => r,
+        r = wait_formed(&endpoints, FORM_TIMEOUT, false, tls.as_ref()) => r,
         _ = wait_cancel(&cancel) => Err(LoadgenError::Interrupted),
     };
     if let Err(e) = formed {
@@ -159,6 +165,7 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         &endpoints,
         cluster.clone(),
         sampling,
+        tls,
         status.clone(),
         cancel.clone(),
     )
@@ -250,6 +257,7 @@ async fn drive_and_report(
     endpoints: &[String],
     cluster: Option<Arc<Mutex<LocalCluster>>>,
     sampling: Option<Sampling>,
+    tls: Option<kvstore_client::ClientTls>,
     status: Arc<StatusLine>,
     cancel: Arc<AtomicBool>,
 ) -> Result<(RunResults, Result<(), LoadgenError>), LoadgenError> {
@@ -258,7 +266,7 @@ async fn drive_and_report(
     let timeout = Duration::from_millis(run.request_timeout_ms);
     let mut executors = Vec::with_capacity(run.clients as usize);
     for _ in 0..run.clients {
-        let e = KvExecutor::connect(endpoints, timeout)
+        let e = KvExecutor::connect(endpoints, timeout, tls.clone())
             .await
             .map_err(|e| LoadgenError::Cluster(format!("client cannot connect: {e}")))?;
         executors.push(Arc::new(e));
@@ -409,6 +417,7 @@ async fn drive_and_report(
                 &executors[0],
                 endpoints,
                 cluster.as_ref(),
+                tls.as_ref(),
                 space.count(),
                 w,
                 &status,
@@ -427,6 +436,7 @@ async fn finish_history(
     exec: &KvExecutor,
     endpoints: &[String],
     cluster: Option<&Arc<Mutex<LocalCluster>>>,
+    tls: Option<&kvstore_client::ClientTls>,
     keys: u64,
     w: &crate::scenario::WorkloadSpec,
     status: &StatusLine,
@@ -441,7 +451,7 @@ async fn finish_history(
     status.println(
         "history: quiescing (faults healed, waiting for every member up and hints drained)",
     );
-    wait_formed(endpoints, QUIESCE_TIMEOUT, true).await?;
+    wait_formed(endpoints, QUIESCE_TIMEOUT, true, tls).await?;
     check_cancel(cancel)?;
     status.println(&format!("history: final reads of {keys} keys"));
     let space = KeySpace::new(keys, &w.key_prefix);

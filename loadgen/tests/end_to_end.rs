@@ -276,6 +276,24 @@ fn a_killed_and_restarted_node_is_sampled_under_its_new_pid() {
 }
 
 #[test]
+fn a_tls_cluster_runs_with_mutual_tls_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = SCENARIO
+        .replace("seed = 7", "seed = 10")
+        .replace("fsync = \"never\"", "fsync = \"never\"\ntls = true");
+    let dir = run(tmp.path(), &scenario, "tls");
+    let resolved = std::fs::read_to_string(dir.join("scenario.toml")).unwrap();
+    assert!(resolved.contains("tls = true"), "{resolved}");
+    let sum = summary::read(&dir.join("summary.csv")).unwrap();
+    let overall = sum.last().unwrap();
+    assert!(overall.count > 0, "{overall:?}");
+    // The nodes were started with TLS and client certificate auth.
+    let log = std::fs::read_to_string(dir.join("nodes/node-1.log")).unwrap_or_default();
+    assert!(!log.contains("ERROR"), "{log}");
+    check_node_samples(&dir, 3);
+}
+
+#[test]
 fn a_recorded_history_ends_with_final_reads_of_every_replica() {
     let tmp = tempfile::tempdir().unwrap();
     let scenario = SCENARIO

@@ -96,6 +96,8 @@ pub struct NodeConfig {
     /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP, no authentication);
     /// `None` (the default) serves none.
     pub metrics_listen: Option<String>,
+    /// TLS for the gRPC port (clients and peers), when set; see [`crate::tls`].
+    pub tls: Option<crate::tls::TlsPaths>,
     /// Faults to inject (tests of the checker only).
     pub faults: Faults,
 }
@@ -165,6 +167,7 @@ impl Default for NodeConfig {
             cluster_name: crate::cluster::identity::DEFAULT_CLUSTER_NAME.into(),
             insecure: false,
             metrics_listen: None,
+            tls: None,
             faults: Faults::default(),
         }
     }

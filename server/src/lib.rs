@@ -32,6 +32,7 @@ pub mod process;
 pub mod replication;
 pub mod service;
 pub mod storage;
+pub mod tls;
 
 pub use config::{Faults, NodeConfig};
 pub use error::{Error, Result};

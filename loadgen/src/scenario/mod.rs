@@ -71,6 +71,11 @@ pub struct ClusterSpec {
     /// once a second for the nodes' CPU and memory (`nodes.csv`). Empty: not sampled.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub metrics_endpoints: Vec<String>,
+    /// Run the launched cluster with TLS everywhere: loadgen makes a CA and certificates
+    /// (`kvstore-server certs`), nodes use mutual TLS between them and require loadgen's
+    /// client certificate.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
     /// Extra flags appended to every launched node's command line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_args: Vec<String>,
@@ -90,6 +95,7 @@ impl Default for ClusterSpec {
             fsync: "never".into(),
             endpoints: Vec::new(),
             metrics_endpoints: Vec::new(),
+            tls: false,
             server_args: Vec::new(),
             fault_commands: FaultCommands::default(),
         }

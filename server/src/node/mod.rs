@@ -133,7 +133,8 @@ pub async fn run_with_ready(
     );
     let had_peers = saved.iter().any(|m| m.id != config.node_id);
     table.merge_all(saved, 0);
-    let shared = Shared::new(config, engine, log, hints, hlc, table);
+    let tls = config.tls.as_ref().map(crate::tls::load).transpose()?;
+    let shared = Shared::new(config, engine, log, hints, hlc, table, tls);
     if !had_peers && shared.config.join.is_empty() {
         shared.set_synced();
     }
@@ -178,8 +179,14 @@ pub async fn run_with_ready(
     // Builder::tcp_nodelay only applies to listeners tonic binds itself; set it on every
     // accepted connection, or Nagle plus delayed ACKs add ~40 ms to small answers.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &shared.tls {
+        builder = builder
+            .tls_config(tls.server.clone())
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    }
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .tcp_nodelay(true)
             // Bounds what one connection can make this node decode and hold at once (each
             // stream may carry a value of up to the value limit); admission control bounds the

@@ -117,6 +117,8 @@ pub struct Shared {
     pub admission: Arc<Admission>,
     /// Replicas that made reads speculate recently (asked last).
     pub slow: SlowReplicas,
+    /// The node's TLS settings, when its port speaks TLS.
+    pub tls: Option<crate::tls::NodeTls>,
     /// Why this node's storage takes no writes (disk full, read-only), when it does not.
     storage_refusal: Mutex<Option<String>>,
     members: Mutex<MemberTable>,
@@ -149,10 +151,12 @@ impl Shared {
         hints: HintStore,
         hlc: Hlc,
         table: MemberTable,
+        tls: Option<crate::tls::NodeTls>,
     ) -> Arc<Self> {
         let peers = Peers::new(
             config.cluster_secret.as_deref(),
             config.grpc_message_limit(),
+            tls.as_ref().map(|t| t.peer_client.clone()),
         );
         let (stop, _) = watch::channel(false);
         let config_max_offset = config.max_clock_offset_ms;
@@ -171,6 +175,7 @@ impl Shared {
             clock: ClockGuard::new(config_max_offset),
             admission,
             slow: SlowReplicas::default(),
+            tls,
             storage_refusal: Mutex::new(None),
             started: Instant::now(),
             ring_changed_at_ms: AtomicU64::new(0),

@@ -273,16 +273,24 @@ impl Peer {
 #[derive(Debug)]
 pub struct Peers {
     peers: Mutex<HashMap<u32, Arc<Peer>>>,
+    /// TLS (with this node's peer certificate) for every connection, when the cluster uses it.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     secret: AddSecret,
     message_limit: usize,
     latency: Arc<AckLatency>,
 }
 
 impl Peers {
-    /// No peers yet; `secret` is sent on every call, `message_limit` bounds gRPC messages.
-    pub fn new(secret: Option<&str>, message_limit: usize) -> Self {
+    /// No peers yet; `secret` is sent on every call, `message_limit` bounds gRPC messages,
+    /// `tls` (when set) secures every connection.
+    pub fn new(
+        secret: Option<&str>,
+        message_limit: usize,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Self {
         Self {
             peers: Mutex::new(HashMap::new()),
+            tls,
             secret: AddSecret::new(secret),
             message_limit,
             latency: Arc::default(),
@@ -296,7 +304,7 @@ impl Peers {
 
     /// A client for an address that need not be a member (seeds).
     pub fn client_for(&self, address: &str) -> Result<InternalClient, String> {
-        let channel = channel(address)?;
+        let channel = channel(address, self.tls.as_ref())?;
         Ok(self.wrap(channel))
     }
 
@@ -317,7 +325,7 @@ impl Peers {
         {
             return Ok(p.clone());
         }
-        let client = self.wrap(channel(address)?);
+        let client = self.wrap(channel(address, self.tls.as_ref())?);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(replicator(id, client.clone(), rx, self.latency.clone()));
         let reader = Reader::spawn(id, client.clone());
@@ -334,9 +342,19 @@ impl Peers {
     }
 }
 
-fn channel(address: &str) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| format!("bad peer address {address:?}: {e}"))?
+fn channel(
+    address: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<Channel, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+        .map_err(|e| format!("bad peer address {address:?}: {e}"))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS to peer {address}: {e}"))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
