@@ -77,7 +77,7 @@ impl TlsFlags {
 /// Writes the certificates of a TLS test or small production cluster: a cluster CA, a
 /// certificate per node, a client CA and a client certificate.
 #[derive(Debug, Parser)]
-#[command(name = "kvstore-server certs")]
+#[command(name = "kvstore-server certs", bin_name = "kvstore-server certs")]
 pub struct CertsArgs {
     /// Directory to write into (created if needed).
     #[arg(long, value_name = "DIR")]
