@@ -170,6 +170,9 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         cancel.clone(),
     )
     .await;
+    if let Some(c) = &cluster {
+        save_metrics(c, &dir.join("nodes"), &status).await;
+    }
     // Stop every node now (also on error), before measuring the ceiling again and plotting.
     drop(cluster);
     let (mut results, history_result) = outcome?;
@@ -205,6 +208,27 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         results,
         report,
     })
+}
+
+/// Saves each node's last `/metrics` as `<dir>/node-<i>.prom` (when the cluster serves them);
+/// a node that does not answer is reported, not fatal.
+async fn save_metrics(cluster: &Arc<Mutex<LocalCluster>>, dir: &Path, status: &StatusLine) {
+    let endpoints = cluster
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .metrics_endpoints();
+    for (i, m) in endpoints.into_iter().enumerate() {
+        let Some(addr) = m else { continue };
+        let path = dir.join(format!("node-{i}.prom"));
+        match crate::resources::scrape::fetch(&addr).await {
+            Ok(text) => {
+                if let Err(e) = std::fs::write(&path, text) {
+                    status.println(&format!("metrics: cannot write {}: {e}", path.display()));
+                }
+            }
+            Err(e) => status.println(&format!("metrics: node {i}: {e}")),
+        }
+    }
 }
 
 fn check_cancel(cancel: &AtomicBool) -> Result<(), LoadgenError> {

@@ -278,19 +278,45 @@ fn a_killed_and_restarted_node_is_sampled_under_its_new_pid() {
 #[test]
 fn a_tls_cluster_runs_with_mutual_tls_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
-    let scenario = SCENARIO
-        .replace("seed = 7", "seed = 10")
-        .replace("fsync = \"never\"", "fsync = \"never\"\ntls = true");
+    let scenario = SCENARIO.replace("seed = 7", "seed = 10").replace(
+        "fsync = \"never\"",
+        "fsync = \"never\"\ntls = true\nmetrics = true",
+    );
     let dir = run(tmp.path(), &scenario, "tls");
     let resolved = std::fs::read_to_string(dir.join("scenario.toml")).unwrap();
     assert!(resolved.contains("tls = true"), "{resolved}");
     let sum = summary::read(&dir.join("summary.csv")).unwrap();
     let overall = sum.last().unwrap();
     assert!(overall.count > 0, "{overall:?}");
-    // The nodes were started with TLS and client certificate auth.
     let log = std::fs::read_to_string(dir.join("nodes/node-1.log")).unwrap_or_default();
     assert!(!log.contains("ERROR"), "{log}");
     check_node_samples(&dir, 3);
+    // Each node's last metrics were saved: the puts it coordinated over TLS are counted.
+    let mut coordinated = 0.0;
+    for i in 0..3 {
+        let text = std::fs::read_to_string(dir.join(format!("nodes/node-{i}.prom")))
+            .unwrap_or_else(|e| panic!("node-{i}.prom: {e}"));
+        let samples = kvstore_server::metrics::text::parse(&text).unwrap();
+        coordinated += samples
+            .iter()
+            .filter(|s| {
+                s.name == "kvstore_client_requests_total" && s.label("outcome") == Some("ok")
+            })
+            .map(|s| s.value)
+            .sum::<f64>();
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.name == "process_resident_memory_bytes" && s.value > 0.0),
+            "node {i}"
+        );
+    }
+    // Load plus the measured phase, all through the TLS nodes.
+    assert!(
+        coordinated >= overall.count as f64 + 200.0,
+        "{coordinated} < {}",
+        overall.count
+    );
 }
 
 #[test]

@@ -59,6 +59,8 @@ pub fn level_name(count: u32, n: u32) -> Option<&'static str> {
 #[derive(Debug)]
 struct Node {
     addr: String,
+    /// Where it serves metrics (`[cluster] metrics = true`).
+    metrics: Option<String>,
     data_dir: PathBuf,
     process: Option<ChildProcess>,
     state: NodeState,
@@ -103,8 +105,14 @@ impl LocalCluster {
         let mut nodes = Vec::new();
         for i in 0..spec.nodes {
             let port = free_port()?;
+            let metrics = if spec.metrics {
+                Some(format!("127.0.0.1:{}", free_port()?))
+            } else {
+                None
+            };
             nodes.push(Node {
                 addr: format!("127.0.0.1:{port}"),
+                metrics,
                 data_dir: data.path().join(format!("node-{i}")),
                 process: None,
                 state: NodeState::Up,
@@ -165,6 +173,10 @@ impl LocalCluster {
             f.push("--join".into());
             f.push(j);
         }
+        if let Some(m) = &n.metrics {
+            f.push("--metrics-listen".into());
+            f.push(m.clone());
+        }
         if let Some(d) = &self.certs {
             // Mutual TLS everywhere: between nodes (always), and for loadgen's clients.
             let p = |name: String| d.join(name).display().to_string();
@@ -219,6 +231,11 @@ impl LocalCluster {
         )
         .map(Some)
         .map_err(|e| LoadgenError::Cluster(format!("TLS certificates: {e}")))
+    }
+
+    /// Every node's metrics address, when the cluster serves metrics.
+    pub fn metrics_endpoints(&self) -> Vec<Option<String>> {
+        self.nodes.iter().map(|n| n.metrics.clone()).collect()
     }
 
     /// Every node's current process id (`None` while it is killed), in index order.

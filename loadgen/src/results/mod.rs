@@ -10,6 +10,7 @@
 //! - `faults.csv`: the faults as applied, with their actual times;
 //! - `nodes.csv`, `resources.csv`, `nodes.png`: every node's CPU and memory once a second,
 //!   per-node peaks and CPU per operation ([`crate::resources`]);
+//! - `nodes/node-<i>.prom`: each node's last `/metrics`, when `[cluster] metrics = true`;
 //! - `history.csv`, when recorded; `nodes/` logs of launched nodes.
 //!
 //! [`report`] prints the YCSB-style block on stdout. Everything here is computed from

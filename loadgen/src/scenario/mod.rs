@@ -71,6 +71,10 @@ pub struct ClusterSpec {
     /// once a second for the nodes' CPU and memory (`nodes.csv`). Empty: not sampled.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub metrics_endpoints: Vec<String>,
+    /// Launched nodes serve Prometheus metrics (`--metrics-listen` on a free port each); the
+    /// last scrape of each is saved as `nodes/node-<i>.prom` when the measured phase ends.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub metrics: bool,
     /// Run the launched cluster with TLS everywhere: loadgen makes a CA and certificates
     /// (`kvstore-server certs`), nodes use mutual TLS between them and require loadgen's
     /// client certificate.
@@ -96,6 +100,7 @@ impl Default for ClusterSpec {
             endpoints: Vec::new(),
             metrics_endpoints: Vec::new(),
             tls: false,
+            metrics: false,
             server_args: Vec::new(),
             fault_commands: FaultCommands::default(),
         }
