@@ -319,6 +319,114 @@ fn a_tls_cluster_runs_with_mutual_tls_everywhere() {
     );
 }
 
+/// Kills the node it holds on drop (the test may fail half way).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_existing_cluster_is_sampled_through_its_metrics() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["node", "--node-id", "1", "--listen", "127.0.0.1:0"])
+        .args([
+            "--replication-factor",
+            "1",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let node = Killed(child);
+    let (mut addr, mut metrics) = (String::new(), String::new());
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("listening on ") {
+            addr = a.trim().into();
+        } else if let Some(m) = line.strip_prefix("metrics on ") {
+            metrics = m.trim().into();
+        } else if line.trim() == "ready" {
+            break;
+        }
+    }
+    assert!(
+        !addr.is_empty() && !metrics.is_empty(),
+        "{addr:?} {metrics:?}"
+    );
+    let scenario = format!(
+        r#"
+description = "existing cluster"
+
+[cluster]
+endpoints = ["{addr}"]
+metrics_endpoints = ["{metrics}"]
+replication = 1
+read_quorum = 1
+write_quorum = 1
+
+[workload]
+record_count = 100
+read = 0.5
+update = 0.5
+
+[run]
+clients = 1
+in_flight = 2
+duration_s = 4
+warmup_s = 1
+echo_s = 0
+seed = 11
+"#
+    );
+    let file = tmp.path().join("existing.toml");
+    std::fs::write(&file, scenario).unwrap();
+    let results = tmp.path().join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--quiet", "--results"])
+        .arg(&results)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[RESOURCES], ServerCpuPerOp(us), "),
+        "{stdout}"
+    );
+    let dir = std::fs::read_dir(results.join("existing"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let rows = loadgen::resources::read_samples(&dir.join("nodes.csv")).unwrap();
+    assert!(rows.len() >= 4, "{rows:?}");
+    let pid = node.0.id();
+    for r in &rows {
+        assert_eq!((r.node, r.pid), (0, pid), "{r:?}");
+        assert!(r.rss_bytes > 1024 * 1024, "{r:?}");
+    }
+    for w in rows.windows(2) {
+        assert!(w[1].cpu_s >= w[0].cpu_s, "{w:?}");
+    }
+    assert!(rows.last().unwrap().cpu_s > 0.0);
+}
+
 #[test]
 fn a_recorded_history_ends_with_final_reads_of_every_replica() {
     let tmp = tempfile::tempdir().unwrap();
