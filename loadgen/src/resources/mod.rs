@@ -3,8 +3,8 @@
 //! microseconds per operation and peak RSS per node, and plotted into `nodes.png`.
 //!
 //! - For a cluster loadgen launches, each node's current process is read from `/proc`
-//!   ([`kvstore_server::metrics::procfs`]); a killed and restarted node appears under its new pid, a paused one keeps
-//!   being read (its CPU simply stops growing).
+//!   ([`kvstore_server::metrics::procfs`]); a killed and restarted node appears under its new
+//!   pid, a paused one keeps being read (its CPU simply stops growing).
 //! - For an existing cluster (`endpoints`) loadgen cannot see the processes; it scrapes each
 //!   node's Prometheus endpoint (`[cluster] metrics_endpoints`, same order as `endpoints`) for
 //!   `process_cpu_seconds_total` and `process_resident_memory_bytes` ([`scrape`]).

@@ -1,8 +1,9 @@
 //! Sampling a node through its Prometheus endpoint instead of `/proc`: for a cluster loadgen
 //! did not launch (`endpoints`), whose processes it cannot see. A plain HTTP/1.1 `GET /metrics`
 //! over a TCP connection (the exposition is small and uncompressed, so a client library would
-//! add nothing), then (with the server's parser) the text format's sample lines for `process_cpu_seconds_total`,
-//! `process_resident_memory_bytes` and the `pid` label of `kvstore_node_info`.
+//! add nothing), then (with the server's parser) the text format's sample lines for
+//! `process_cpu_seconds_total`, `process_resident_memory_bytes` and the `pid` label of
+//! `kvstore_node_info`.
 //!
 //! Not here: writing rows (the sampler) or any other metric family.
 
