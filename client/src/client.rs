@@ -130,7 +130,7 @@ impl Client {
     /// every known server in turn.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         config.validate()?;
-        let pool = Pool::new(config.connect_timeout);
+        let pool = Pool::new(config.connect_timeout, config.tls.clone());
         let seeds = config
             .seeds
             .iter()

@@ -33,6 +33,59 @@ pub struct ClientConfig {
     /// How long a node that failed at the transport level (refused, reset, timed out) is
     /// avoided when routing, unless no better replica is left.
     pub suspect_period: Duration,
+    /// TLS to every node, when the cluster serves TLS.
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS settings of a client: the CA that issued the nodes' certificates and, for clusters that
+/// require client certificates (`--client-cert-auth`), this client's certificate and key. All
+/// PEM, as read from the files (`kv --ca --cert --key`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// CA certificate(s) the nodes' certificates must chain to.
+    pub ca_pem: Vec<u8>,
+    /// This client's certificate and private key, when it presents one.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a private key.
+        f.debug_struct("ClientTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Reads `ca` and, when both are given, `cert` and `key` (a convenience for binaries).
+    pub fn from_files(
+        ca: &std::path::Path,
+        cert_key: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Self, ClientError> {
+        let read = |what: &str, p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| ClientError::InvalidArgument(format!("{what} {}: {e}", p.display())))
+        };
+        Ok(Self {
+            ca_pem: read("--ca", ca)?,
+            identity: match cert_key {
+                Some((c, k)) => Some((read("--cert", c)?, read("--key", k)?)),
+                None => None,
+            },
+        })
+    }
+
+    /// The tonic configuration.
+    pub fn to_tonic(&self) -> tonic::transport::ClientTlsConfig {
+        let mut c = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem));
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        c
+    }
 }
 
 impl Default for ClientConfig {
@@ -48,6 +101,7 @@ impl Default for ClientConfig {
             attempt_timeout: Duration::from_secs(2),
             max_attempts: 8,
             suspect_period: Duration::from_secs(1),
+            tls: None,
         }
     }
 }

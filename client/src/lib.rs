@@ -23,7 +23,7 @@ mod routing;
 mod topology;
 
 pub use client::{Client, DeleteResult, GetResult, PutResult, ReadOptions, WriteOptions};
-pub use config::ClientConfig;
+pub use config::{ClientConfig, ClientTls};
 pub use error::{ClientError, ErrorKind, OUTCOME_HEADER};
 pub use kvstore_proto::{ConsistencyLevel, Version, pb};
 pub use topology::ring_placement;

@@ -55,6 +55,18 @@ struct Args {
     #[arg(long, env = "KV_SECRET", hide_env_values = true)]
     secret: Option<String>,
 
+    /// TLS: the CA the nodes' certificates chain to (the cluster serves TLS).
+    #[arg(long, env = "KV_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+
+    /// TLS: this client's certificate, for clusters that require one (--client-cert-auth).
+    #[arg(long, env = "KV_CERT", value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// TLS: the private key of --cert.
+    #[arg(long, env = "KV_KEY", value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+
     /// Deadline for the whole request, retries included (e.g. 5s, 500ms).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
@@ -151,7 +163,20 @@ async fn run(mut args: Args) -> Result<(), Failure> {
         }
         _ => None,
     };
+    let tls = match (&args.ca, &args.cert, &args.key) {
+        (Some(ca), cert, key) => Some(kvstore_client::ClientTls::from_files(
+            ca,
+            cert.as_deref().zip(key.as_deref()),
+        )?),
+        (None, None, None) => None,
+        (None, _, _) => {
+            return Err(Failure::Usage(
+                "--cert/--key need --ca (the CA the nodes' certificates chain to)".into(),
+            ));
+        }
+    };
     let config = ClientConfig {
+        tls,
         request_timeout: args.timeout,
         attempt_timeout: args.timeout.min(ClientConfig::default().attempt_timeout),
         cluster_secret: args.secret.clone(),

@@ -72,20 +72,32 @@ impl Node {
     }
 }
 
-/// The URI tonic needs for `addr`: `http://` is added when no scheme is given.
-pub(crate) fn endpoint_uri(addr: &str) -> String {
+/// The URI tonic needs for `addr`: `http://` (or `https://` with TLS) is added when no scheme
+/// is given.
+pub(crate) fn endpoint_uri(addr: &str, tls: bool) -> String {
     if addr.contains("://") {
         addr.to_string()
+    } else if tls {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     }
 }
 
 /// An endpoint with the settings every kvstore connection uses.
-pub(crate) fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, ClientError> {
-    let endpoint = Endpoint::from_shared(endpoint_uri(addr)).map_err(|e| {
+pub(crate) fn endpoint(
+    addr: &str,
+    connect_timeout: Duration,
+    tls: Option<&crate::config::ClientTls>,
+) -> Result<Endpoint, ClientError> {
+    let mut endpoint = Endpoint::from_shared(endpoint_uri(addr, tls.is_some())).map_err(|e| {
         ClientError::InvalidArgument(format!("address {addr:?}: not a host:port ({e})"))
     })?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.to_tonic())
+            .map_err(|e| ClientError::InvalidArgument(format!("TLS settings for {addr}: {e}")))?;
+    }
     Ok(endpoint
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -98,15 +110,17 @@ pub(crate) fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint
 pub(crate) struct Pool {
     nodes: Mutex<HashMap<String, Arc<Node>>>,
     connect_timeout: Duration,
+    tls: Option<crate::config::ClientTls>,
     epoch: Instant,
 }
 
 impl Pool {
     /// An empty pool whose connections time out connecting after `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Self {
+    pub fn new(connect_timeout: Duration, tls: Option<crate::config::ClientTls>) -> Self {
         Self {
             nodes: Mutex::new(HashMap::new()),
             connect_timeout,
+            tls,
             epoch: Instant::now(),
         }
     }
@@ -117,7 +131,7 @@ impl Pool {
         if let Some(node) = nodes.get(addr) {
             return Ok(Arc::clone(node));
         }
-        let channel = endpoint(addr, self.connect_timeout)?.connect_lazy();
+        let channel = endpoint(addr, self.connect_timeout, self.tls.as_ref())?.connect_lazy();
         let node = Arc::new(Node {
             addr: addr.to_string(),
             kv: KvStoreClient::new(channel.clone())
@@ -147,17 +161,20 @@ mod tests {
 
     #[test]
     fn uris() {
-        assert_eq!(endpoint_uri("127.0.0.1:7000"), "http://127.0.0.1:7000");
-        assert_eq!(endpoint_uri("http://h:1"), "http://h:1");
+        assert_eq!(
+            endpoint_uri("127.0.0.1:7000", false),
+            "http://127.0.0.1:7000"
+        );
+        assert_eq!(endpoint_uri("http://h:1", false), "http://h:1");
         assert!(matches!(
-            endpoint("not an address", Duration::from_secs(1)),
+            endpoint("not an address", Duration::from_secs(1), None),
             Err(ClientError::InvalidArgument(_))
         ));
     }
 
     #[tokio::test]
     async fn one_node_per_address_and_suspicion_expires() {
-        let pool = Pool::new(Duration::from_secs(1));
+        let pool = Pool::new(Duration::from_secs(1), None);
         let a = pool.get("127.0.0.1:1").expect("valid");
         let b = pool.get("127.0.0.1:1").expect("valid");
         assert!(Arc::ptr_eq(&a, &b), "connections are shared");

@@ -196,3 +196,75 @@ fn every_subcommand_against_a_real_cluster() {
     assert_eq!(code(&out), 3);
     assert!(text(&out.stderr).contains("no server reachable"));
 }
+
+#[test]
+fn kv_speaks_tls_with_ca_cert_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    kvstore_server::tls::certs::write_cluster(&certs, 1, &[]).expect("certificates");
+    let c = |f: &str| certs.join(f).display().to_string();
+    let (node, key, ca, client_ca) = (
+        c("node-1.pem"),
+        c("node-1.key"),
+        c("ca.pem"),
+        c("client-ca.pem"),
+    );
+    let flags = [
+        "--replication-factor",
+        "1",
+        "--cert",
+        &node,
+        "--key",
+        &key,
+        "--peer-cert",
+        &node,
+        "--peer-key",
+        &key,
+        "--peer-ca",
+        &ca,
+        "--ca",
+        &client_ca,
+        "--client-cert-auth",
+    ];
+    let nodes = start_cluster(dir.path(), 1, &flags);
+    let s = nodes[0].addr.as_str();
+    let (cert, ckey) = (c("client.pem"), c("client.key"));
+    let tls = [
+        "--ca",
+        ca.as_str(),
+        "--cert",
+        cert.as_str(),
+        "--key",
+        ckey.as_str(),
+    ];
+    let with =
+        |rest: &[&str]| -> Vec<String> { tls.iter().chain(rest).map(|s| s.to_string()).collect() };
+    let args = with(&["put", "secure", "hello"]);
+    ok(kv(
+        s,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    ));
+    let args = with(&["get", "secure"]);
+    assert_eq!(
+        ok(kv(
+            s,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            None
+        )),
+        "hello"
+    );
+    // Without the client certificate (the node requires one), or without TLS at all, nothing
+    // is served; --cert without --ca is a usage error.
+    let out = kv(s, &["--ca", &ca, "--timeout", "2s", "get", "secure"], None);
+    assert_ne!(code(&out), 0, "{}", text(&out.stdout));
+    let out = kv(s, &["--timeout", "2s", "get", "secure"], None);
+    assert_ne!(code(&out), 0, "{}", text(&out.stdout));
+    let out = kv(s, &["--cert", &cert, "--key", &ckey, "get", "secure"], None);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("need --ca"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -7,7 +7,8 @@
 //! nodes. Every operation is timed from its intended start (coordinated-omission correction) and
 //! from its actual start (service time) into HdrHistograms ([`measure`]); [`results`] writes the
 //! summary, time series, interval logs, per-phase figures and PNG plots, and [`compare`] gates
-//! regressions against a baseline.
+//! regressions against a baseline. [`resources`] samples every node's CPU and memory beside the
+//! run.
 //!
 //! Deliberately not here: anything about how a node works inside. loadgen drives servers as
 //! separate processes exactly as a user would, and talks to them only through
@@ -21,6 +22,7 @@ mod error;
 pub mod generator;
 pub mod history;
 pub mod measure;
+pub mod resources;
 pub mod results;
 pub mod run;
 pub mod scenario;

@@ -48,6 +48,15 @@ enum Command {
         /// No live status line.
         #[arg(long)]
         quiet: bool,
+        /// TLS to an existing cluster (`endpoints`): the CA its nodes' certificates chain to.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// TLS: the client certificate, for clusters that require one.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// TLS: the private key of --cert.
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
     },
     /// Compares a run with a baseline; exits 1 when efficiency or p99 regress beyond the
     /// tolerance.
@@ -124,8 +133,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             server_bin,
             seed,
             quiet,
+            ca,
+            cert,
+            key,
         } => {
             let exe = std::env::current_exe().context("cannot find loadgen's own executable")?;
+            let tls = match (&ca, &cert) {
+                (Some(ca), _) => Some(kvstore_client::ClientTls::from_files(
+                    ca,
+                    cert.as_deref().zip(key.as_deref()),
+                )?),
+                (None, Some(_)) => anyhow::bail!("--cert/--key need --ca"),
+                (None, None) => None,
+            };
             let opts = RunOptions {
                 scenario,
                 results_root: results,
@@ -133,6 +153,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 server_bin,
                 seed,
                 quiet,
+                tls,
             };
             let rt = runtime()?;
             let cancel = Arc::new(AtomicBool::new(false));

@@ -20,6 +20,7 @@ use crate::echo::{Ceiling, measure_ceiling};
 use crate::generator::{KeySpace, OpGenerator, ValuePool};
 use crate::history::{HistoryRecorder, final_reads};
 use crate::measure::Aggregate;
+use crate::resources::{Sampling, Source};
 use crate::results::{self, RunResults};
 use crate::scenario::Scenario;
 use crate::status::{StatusLine, run_status};
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// No status line.
     pub quiet: bool,
+    /// TLS to an existing cluster (`endpoints`): `--ca`, `--cert`, `--key`.
+    pub tls: Option<kvstore_client::ClientTls>,
 }
 
 /// What a finished run left.
@@ -132,8 +135,22 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
     } else {
         (None, scenario.cluster.endpoints.clone())
     };
+    // Node resources, sampled from now until the measured phase ends.
+    let sampling = match &cluster {
+        Some(c) => Some(Source::Local(c.clone())),
+        None if !scenario.cluster.metrics_endpoints.is_empty() => {
+            Some(Source::Metrics(scenario.cluster.metrics_endpoints.clone()))
+        }
+        None => None,
+    }
+    .map(|source| Sampling::start(&dir.join("nodes.csv"), source))
+    .transpose()?;
+    let tls = match &cluster {
+        Some(c) => c.lock().unwrap_or_else(|p| p.into_inner()).client_tls()?,
+        None => opts.tls.clone(),
+    };
     let formed = tokio::select! {
-        r = wait_formed(&endpoints, FORM_TIMEOUT, false) => r,
+        r = wait_formed(&endpoints, FORM_TIMEOUT, false, tls.as_ref()) => r,
         _ = wait_cancel(&cancel) => Err(LoadgenError::Interrupted),
     };
     if let Err(e) = formed {
@@ -147,10 +164,15 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         ceiling,
         &endpoints,
         cluster.clone(),
+        sampling,
+        tls,
         status.clone(),
         cancel.clone(),
     )
     .await;
+    if let Some(c) = &cluster {
+        save_metrics(c, &dir.join("nodes"), &status).await;
+    }
     // Stop every node now (also on error), before measuring the ceiling again and plotting.
     drop(cluster);
     let (mut results, history_result) = outcome?;
@@ -186,6 +208,27 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         results,
         report,
     })
+}
+
+/// Saves each node's last `/metrics` as `<dir>/node-<i>.prom` (when the cluster serves them);
+/// a node that does not answer is reported, not fatal.
+async fn save_metrics(cluster: &Arc<Mutex<LocalCluster>>, dir: &Path, status: &StatusLine) {
+    let endpoints = cluster
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .metrics_endpoints();
+    for (i, m) in endpoints.into_iter().enumerate() {
+        let Some(addr) = m else { continue };
+        let path = dir.join(format!("node-{i}.prom"));
+        match crate::resources::scrape::fetch(&addr).await {
+            Ok(text) => {
+                if let Err(e) = std::fs::write(&path, text) {
+                    status.println(&format!("metrics: cannot write {}: {e}", path.display()));
+                }
+            }
+            Err(e) => status.println(&format!("metrics: node {i}: {e}")),
+        }
+    }
 }
 
 fn check_cancel(cancel: &AtomicBool) -> Result<(), LoadgenError> {
@@ -237,6 +280,8 @@ async fn drive_and_report(
     ceiling: Option<Ceiling>,
     endpoints: &[String],
     cluster: Option<Arc<Mutex<LocalCluster>>>,
+    sampling: Option<Sampling>,
+    tls: Option<kvstore_client::ClientTls>,
     status: Arc<StatusLine>,
     cancel: Arc<AtomicBool>,
 ) -> Result<(RunResults, Result<(), LoadgenError>), LoadgenError> {
@@ -245,7 +290,7 @@ async fn drive_and_report(
     let timeout = Duration::from_millis(run.request_timeout_ms);
     let mut executors = Vec::with_capacity(run.clients as usize);
     for _ in 0..run.clients {
-        let e = KvExecutor::connect(endpoints, timeout)
+        let e = KvExecutor::connect(endpoints, timeout, tls.clone())
             .await
             .map_err(|e| LoadgenError::Cluster(format!("client cannot connect: {e}")))?;
         executors.push(Arc::new(e));
@@ -324,6 +369,7 @@ async fn drive_and_report(
         fault_log.clone(),
         timeline_cancel.clone(),
     ));
+    let origin_sample = sampling.as_ref().map(|s| s.sample_at(origin));
     let status_done = Arc::new(AtomicBool::new(false));
     let status_task = tokio::spawn(run_status(
         status.clone(),
@@ -356,8 +402,23 @@ async fn drive_and_report(
     let _ = timeline.await;
     status_done.store(true, Ordering::Relaxed);
     let _ = status_task.await;
+    let end_sample = match &sampling {
+        Some(s) => Some(s.sampler().sample_now().await),
+        None => None,
+    };
     check_cancel(&cancel)?;
     let measurements = agg.finish(end, reported_kinds(w));
+    let resources = match (&sampling, origin_sample, end_sample) {
+        (Some(s), Some(start), Some(end_t)) => {
+            let start_t = start.await.unwrap_or(0.0);
+            Some(s.finish(
+                scenario.cluster.node_count(),
+                (start_t, end_t),
+                measurements.overall().ok,
+            ))
+        }
+        _ => None,
+    };
     let measured_seconds = match run.duration_s {
         Some(d) if run.operations.is_none() => d,
         _ => measurements.elapsed.as_secs(),
@@ -369,6 +430,7 @@ async fn drive_and_report(
         faults: fault_log.events(),
         measured_seconds,
         load: Some((w.record_count, load_secs)),
+        resources,
     };
 
     // 5. History: quiesce, then final reads of every key the run touched.
@@ -379,6 +441,7 @@ async fn drive_and_report(
                 &executors[0],
                 endpoints,
                 cluster.as_ref(),
+                tls.as_ref(),
                 space.count(),
                 w,
                 &status,
@@ -397,6 +460,7 @@ async fn finish_history(
     exec: &KvExecutor,
     endpoints: &[String],
     cluster: Option<&Arc<Mutex<LocalCluster>>>,
+    tls: Option<&kvstore_client::ClientTls>,
     keys: u64,
     w: &crate::scenario::WorkloadSpec,
     status: &StatusLine,
@@ -411,7 +475,7 @@ async fn finish_history(
     status.println(
         "history: quiescing (faults healed, waiting for every member up and hints drained)",
     );
-    wait_formed(endpoints, QUIESCE_TIMEOUT, true).await?;
+    wait_formed(endpoints, QUIESCE_TIMEOUT, true, tls).await?;
     check_cancel(cancel)?;
     status.println(&format!("history: final reads of {keys} keys"));
     let space = KeySpace::new(keys, &w.key_prefix);

@@ -67,7 +67,11 @@ fn run(dir: &Path, scenario: &str, name: &str) -> PathBuf {
         stdout.contains("[OVERALL], Throughput(ops/sec)"),
         "{stdout}"
     );
-    assert!(stdout.contains("[FAULT], pause node 2"), "{stdout}");
+    assert!(stdout.contains("[FAULT], "), "{stdout}");
+    assert!(
+        stdout.contains("[RESOURCES], ServerCpuPerOp(us), "),
+        "{stdout}"
+    );
     let runs: Vec<PathBuf> = std::fs::read_dir(results.join(name))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -91,6 +95,9 @@ fn a_short_run_writes_every_file_and_the_counts_agree() {
         "throughput.png",
         "latency.png",
         "percentiles.png",
+        "nodes.csv",
+        "resources.csv",
+        "nodes.png",
         "nodes/node-0.log",
     ] {
         let p = dir.join(f);
@@ -99,12 +106,22 @@ fn a_short_run_writes_every_file_and_the_counts_agree() {
             .len();
         assert!(len > 0, "{f} is empty");
     }
-    for png in ["throughput.png", "latency.png", "percentiles.png"] {
+    for png in [
+        "throughput.png",
+        "latency.png",
+        "percentiles.png",
+        "nodes.png",
+    ] {
         let bytes = std::fs::read(dir.join(png)).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png} is not a PNG");
     }
     let resolved = std::fs::read_to_string(dir.join("scenario.toml")).unwrap();
     assert!(resolved.contains("seed = 7"), "{resolved}");
+    let pids = check_node_samples(&dir, 3);
+    assert!(
+        pids.iter().all(|p| p.len() == 1),
+        "one process per node: {pids:?}"
+    );
 
     let sum = summary::read(&dir.join("summary.csv")).unwrap();
     let ts = timeseries::read(&dir.join("timeseries.csv")).unwrap();
@@ -178,6 +195,236 @@ fn a_short_run_writes_every_file_and_the_counts_agree() {
         })
         .count();
     assert!(intervals >= 5, "only {intervals} intervals");
+}
+
+/// Checks `nodes.csv` (exact header, about a row per node per second, RSS > 0, CPU never going
+/// backwards for a pid) and `resources.csv`; returns each node's pids in order of appearance.
+fn check_node_samples(dir: &Path, nodes: u32) -> Vec<Vec<u32>> {
+    let text = std::fs::read_to_string(dir.join("nodes.csv")).unwrap();
+    assert_eq!(text.lines().next(), Some("t_s,node,pid,cpu_s,rss_bytes"));
+    let rows = loadgen::resources::read_samples(&dir.join("nodes.csv")).unwrap();
+    let last_t = rows.iter().map(|r| r.t_s).fold(0.0, f64::max);
+    // Load, 1 s warm-up and 5 s measured: at least 6 s of samples.
+    assert!(last_t >= 6.0, "samples end at {last_t} s");
+    let mut pids = Vec::new();
+    for node in 0..nodes {
+        let mine: Vec<_> = rows.iter().filter(|r| r.node == node).collect();
+        // Once a second, plus the two taken at the measured phase's edges; a killed node
+        // misses a few.
+        assert!(
+            mine.len() as f64 >= last_t * 0.6,
+            "node {node}: {} rows over {last_t} s",
+            mine.len()
+        );
+        let mut seen: Vec<u32> = Vec::new();
+        for w in mine.windows(2) {
+            assert!(w[1].t_s >= w[0].t_s, "node {node}: time goes back: {w:?}");
+            if w[0].pid == w[1].pid {
+                assert!(
+                    w[1].cpu_s >= w[0].cpu_s,
+                    "node {node}: CPU goes back: {w:?}"
+                );
+            }
+        }
+        for r in &mine {
+            // (A process read between fork and exec has a tiny RSS, but never none.)
+            assert!(r.rss_bytes > 0, "node {node}: RSS {r:?}");
+            assert!(r.pid > 0);
+            if !seen.contains(&r.pid) {
+                seen.push(r.pid);
+            }
+        }
+        let peak = mine.iter().map(|r| r.rss_bytes).max().unwrap();
+        assert!(peak > 1024 * 1024, "node {node}: peak RSS {peak}");
+        let last = mine.last().unwrap();
+        assert!(last.cpu_s > 0.0, "node {node} used no CPU: {last:?}");
+        pids.push(seen);
+    }
+    let res = std::fs::read_to_string(dir.join("resources.csv")).unwrap();
+    assert!(
+        res.starts_with("node,processes,peak_rss_bytes,measured_cpu_s,cpu_percent,cpu_us_per_op\n"),
+        "{res}"
+    );
+    let all = res.lines().last().unwrap();
+    let fields: Vec<&str> = all.split(',').collect();
+    assert_eq!(fields[0], "all", "{res}");
+    assert!(fields[3].parse::<f64>().unwrap() > 0.0, "{res}");
+    assert!(fields[5].parse::<f64>().unwrap() > 0.0, "{res}");
+    pids
+}
+
+#[test]
+fn a_killed_and_restarted_node_is_sampled_under_its_new_pid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = SCENARIO
+        .replace("seed = 7", "seed = 9")
+        .replace(
+            "action = \"pause\"\nnode = 2",
+            "action = \"kill\"\nnode = 1",
+        )
+        .replace(
+            "action = \"resume\"\nnode = 2",
+            "action = \"restart\"\nnode = 1",
+        );
+    assert!(scenario.contains("\"restart\""), "{scenario}");
+    let dir = run(tmp.path(), &scenario, "restart");
+    let pids = check_node_samples(&dir, 3);
+    assert_eq!(pids[0].len(), 1, "{pids:?}");
+    assert_eq!(pids[1].len(), 2, "node 1 was restarted: {pids:?}");
+    let res = std::fs::read_to_string(dir.join("resources.csv")).unwrap();
+    assert!(res.lines().nth(2).unwrap().starts_with("1,2,"), "{res}");
+}
+
+#[test]
+fn a_tls_cluster_runs_with_mutual_tls_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = SCENARIO.replace("seed = 7", "seed = 10").replace(
+        "fsync = \"never\"",
+        "fsync = \"never\"\ntls = true\nmetrics = true",
+    );
+    let dir = run(tmp.path(), &scenario, "tls");
+    let resolved = std::fs::read_to_string(dir.join("scenario.toml")).unwrap();
+    assert!(resolved.contains("tls = true"), "{resolved}");
+    let sum = summary::read(&dir.join("summary.csv")).unwrap();
+    let overall = sum.last().unwrap();
+    assert!(overall.count > 0, "{overall:?}");
+    let log = std::fs::read_to_string(dir.join("nodes/node-1.log")).unwrap_or_default();
+    assert!(!log.contains("ERROR"), "{log}");
+    check_node_samples(&dir, 3);
+    // Each node's last metrics were saved: the puts it coordinated over TLS are counted.
+    let mut coordinated = 0.0;
+    for i in 0..3 {
+        let text = std::fs::read_to_string(dir.join(format!("nodes/node-{i}.prom")))
+            .unwrap_or_else(|e| panic!("node-{i}.prom: {e}"));
+        let samples = kvstore_server::metrics::text::parse(&text).unwrap();
+        coordinated += samples
+            .iter()
+            .filter(|s| {
+                s.name == "kvstore_client_requests_total" && s.label("outcome") == Some("ok")
+            })
+            .map(|s| s.value)
+            .sum::<f64>();
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.name == "process_resident_memory_bytes" && s.value > 0.0),
+            "node {i}"
+        );
+    }
+    // Load plus the measured phase, all through the TLS nodes.
+    assert!(
+        coordinated >= overall.count as f64 + 200.0,
+        "{coordinated} < {}",
+        overall.count
+    );
+}
+
+/// Kills the node it holds on drop (the test may fail half way).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_existing_cluster_is_sampled_through_its_metrics() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["node", "--node-id", "1", "--listen", "127.0.0.1:0"])
+        .args([
+            "--replication-factor",
+            "1",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let node = Killed(child);
+    let (mut addr, mut metrics) = (String::new(), String::new());
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("listening on ") {
+            addr = a.trim().into();
+        } else if let Some(m) = line.strip_prefix("metrics on ") {
+            metrics = m.trim().into();
+        } else if line.trim() == "ready" {
+            break;
+        }
+    }
+    assert!(
+        !addr.is_empty() && !metrics.is_empty(),
+        "{addr:?} {metrics:?}"
+    );
+    let scenario = format!(
+        r#"
+description = "existing cluster"
+
+[cluster]
+endpoints = ["{addr}"]
+metrics_endpoints = ["{metrics}"]
+replication = 1
+read_quorum = 1
+write_quorum = 1
+
+[workload]
+record_count = 100
+read = 0.5
+update = 0.5
+
+[run]
+clients = 1
+in_flight = 2
+duration_s = 4
+warmup_s = 1
+echo_s = 0
+seed = 11
+"#
+    );
+    let file = tmp.path().join("existing.toml");
+    std::fs::write(&file, scenario).unwrap();
+    let results = tmp.path().join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--quiet", "--results"])
+        .arg(&results)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[RESOURCES], ServerCpuPerOp(us), "),
+        "{stdout}"
+    );
+    let dir = std::fs::read_dir(results.join("existing"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let rows = loadgen::resources::read_samples(&dir.join("nodes.csv")).unwrap();
+    assert!(rows.len() >= 4, "{rows:?}");
+    let pid = node.0.id();
+    for r in &rows {
+        assert_eq!((r.node, r.pid), (0, pid), "{r:?}");
+        assert!(r.rss_bytes > 1024 * 1024, "{r:?}");
+    }
+    for w in rows.windows(2) {
+        assert!(w[1].cpu_s >= w[0].cpu_s, "{w:?}");
+    }
+    assert!(rows.last().unwrap().cpu_s > 0.0);
 }
 
 #[test]

@@ -99,7 +99,7 @@ async fn inside_the_namespace() {
     .expect("start 3 nodes");
     let addrs = cluster.endpoints();
     assert!(addrs[2].starts_with("127.0.0.13:"), "{addrs:?}");
-    wait_formed(&addrs, Duration::from_secs(60), false)
+    wait_formed(&addrs, Duration::from_secs(60), false, None)
         .await
         .expect("cluster forms");
     let client = Client::connect(ClientConfig::with_seeds(addrs.clone()))

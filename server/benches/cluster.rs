@@ -9,6 +9,11 @@
 //! concurrency, with the ratio, and checked against the targets (N=1 >= 0.9 of echo, N=3
 //! QUORUM 80/20 >= 0.5 of echo).
 //!
+//! TLS cost: the N=3 QUORUM 80/20 mix at c=1 and c=64 on a plaintext cluster and on a cluster
+//! with mutual TLS everywhere (peers and clients, `[cluster] tls = true` in loadgen terms),
+//! both running in the same run, each as a ratio to the echo and TLS over plaintext.
+//! `KV_BENCH_CASES=tls` runs only that comparison.
+//!
 //! Bounded: each case runs `KV_BENCH_SECS` seconds (default 3), cut into slices that
 //! alternate with the echo ceiling so both see the same machine load; every
 //! process started is killed (by its pid, via `Child::kill`) when the bench ends or panics.
@@ -22,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use kvstore_client::{Client, ClientConfig, ConsistencyLevel, ReadOptions, WriteOptions, pb};
+use kvstore_client::{
+    Client, ClientConfig, ClientTls, ConsistencyLevel, ReadOptions, WriteOptions, pb,
+};
 use kvstore_proto::limits::GRPC_MESSAGE_LIMIT;
 use tokio::net::TcpListener;
 
@@ -293,6 +300,8 @@ async fn paired_with_cpu(
 struct Cluster {
     children: Vec<Child>,
     addrs: Vec<String>,
+    /// What a client needs for a TLS cluster.
+    tls: Option<ClientTls>,
     _dir: tempfile::TempDir,
 }
 
@@ -314,7 +323,13 @@ impl Drop for Cluster {
 
 /// Starts one node on a free port (`--listen 127.0.0.1:0`) and waits for its `ready` line;
 /// returns the process and the address it printed.
-fn spawn_node(id: u32, dir: &Path, n: usize, join: Option<&str>) -> (Child, String) {
+fn spawn_node(
+    id: u32,
+    dir: &Path,
+    n: usize,
+    join: Option<&str>,
+    extra: &[String],
+) -> (Child, String) {
     let data = dir.join(format!("node{id}"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvstore-server"));
     cmd.arg("--node-id")
@@ -336,6 +351,7 @@ fn spawn_node(id: u32, dir: &Path, n: usize, join: Option<&str>) -> (Child, Stri
     if let Some(seed) = join {
         cmd.arg("--join").arg(seed);
     }
+    cmd.args(extra);
     let mut child = cmd.spawn().expect("start kvstore-server");
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -369,36 +385,77 @@ fn spawn_node(id: u32, dir: &Path, n: usize, join: Option<&str>) -> (Child, Stri
 /// Starts `nodes` servers with replication factor `n` (node 1 first, the others joining it)
 /// and waits until a client sees every one of them up in the ring.
 async fn start_cluster(nodes: u32, n: usize) -> Cluster {
+    start_cluster_tls(nodes, n, false).await
+}
+
+/// [`start_cluster`], with mutual TLS everywhere when `tls` (certificates made as
+/// `kvstore-server certs` makes them; client certificates required).
+async fn start_cluster_tls(nodes: u32, n: usize, tls: bool) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
+    let certs = path.join("certs");
+    let client_tls = tls.then(|| {
+        kvstore_server::tls::certs::write_cluster(&certs, nodes, &[]).expect("certificates");
+        ClientTls::from_files(
+            &certs.join("ca.pem"),
+            Some((&certs.join("client.pem"), &certs.join("client.key"))),
+        )
+        .expect("client certificates")
+    });
     let mut cluster = Cluster {
         children: Vec::new(),
         addrs: Vec::new(),
+        tls: client_tls,
         _dir: dir,
     };
     for id in 1..=nodes {
         let seed = cluster.addrs.first().cloned();
-        let (child, addr) = spawn_node(id, &path, n, seed.as_deref());
+        let c = |f: String| certs.join(f).display().to_string();
+        let extra: Vec<String> = if tls {
+            vec![
+                "--cert".into(),
+                c(format!("node-{id}.pem")),
+                "--key".into(),
+                c(format!("node-{id}.key")),
+                "--peer-cert".into(),
+                c(format!("node-{id}.pem")),
+                "--peer-key".into(),
+                c(format!("node-{id}.key")),
+                "--peer-ca".into(),
+                c("ca.pem".into()),
+                "--ca".into(),
+                c("client-ca.pem".into()),
+                "--client-cert-auth".into(),
+            ]
+        } else {
+            Vec::new()
+        };
+        let (child, addr) = spawn_node(id, &path, n, seed.as_deref(), &extra);
         cluster.children.push(child);
         cluster.addrs.push(addr);
     }
-    wait_up(&cluster.addrs, nodes as usize).await;
+    wait_up(&cluster.addrs, nodes as usize, cluster.tls.as_ref()).await;
     cluster
 }
 
 fn client_config(seeds: &[String]) -> ClientConfig {
+    client_config_tls(seeds, None)
+}
+
+fn client_config_tls(seeds: &[String], tls: Option<&ClientTls>) -> ClientConfig {
     ClientConfig {
         cluster_secret: Some(SECRET.into()),
+        tls: tls.cloned(),
         ..ClientConfig::with_seeds(seeds.iter().cloned())
     }
 }
 
 /// Waits (up to 60 s: other builds may be running) until the ring shows `want` members up.
-async fn wait_up(seeds: &[String], want: usize) {
+async fn wait_up(seeds: &[String], want: usize, tls: Option<&ClientTls>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
     while Instant::now() < deadline {
-        match Client::connect(client_config(seeds)).await {
+        match Client::connect(client_config_tls(seeds, tls)).await {
             Ok(client) => match client.ring().await {
                 Ok(ring) => {
                     let up = ring
@@ -635,6 +692,12 @@ async fn run() {
     println!("kvstore cluster figures: 1 KB values, {secs:.1} s per case, 127.0.0.1");
     let echo = echo_op(start_echo()).await;
     let mut rows = Vec::new();
+    if std::env::var("KV_BENCH_CASES").is_ok_and(|c| c == "tls") {
+        tls_cost(&echo, &mut rows).await;
+        print_table(&rows);
+        print_tls_ratios(&rows);
+        return;
+    }
 
     // One node, N=1.
     {
@@ -697,7 +760,9 @@ async fn run() {
         }
     }
 
+    tls_cost(&echo, &mut rows).await;
     print_table(&rows);
+    print_tls_ratios(&rows);
     println!();
     println!("replication latency as the coordinators measured it (stream send -> peer ack):");
     for (addr, s) in &server_reported {
@@ -722,6 +787,46 @@ async fn run() {
                 if r >= target { "met" } else { "MISSED" }
             ),
             None => println!("target {name} c={conc}: not measured"),
+        }
+    }
+}
+
+/// The TLS figure: N=3 QUORUM 80/20 at c=1 and c=64 on a plaintext and a mutual-TLS cluster,
+/// both up at once, the two cases measured back to back (each paired with the echo).
+async fn tls_cost(echo: &Op, rows: &mut Vec<Row>) {
+    let plain = start_cluster_tls(3, 3, false).await;
+    let tls = start_cluster_tls(3, 3, true).await;
+    let pc = Client::connect(client_config(&plain.addrs))
+        .await
+        .expect("client");
+    let tc = Client::connect(client_config_tls(&tls.addrs, tls.tls.as_ref()))
+        .await
+        .expect("TLS client");
+    preload(&pc, ConsistencyLevel::Quorum).await;
+    preload(&tc, ConsistencyLevel::Quorum).await;
+    for conc in [1, 64] {
+        for (label, client, cluster) in [
+            ("TLS cost: plaintext 80/20", &pc, &plain),
+            ("TLS cost: mutual TLS 80/20", &tc, &tls),
+        ] {
+            let op = kv_op(client, ConsistencyLevel::Quorum, Mix::ReadHeavy(80));
+            let (fe, cpu) = paired_with_cpu(&cluster.pids(), conc, echo, &op).await;
+            record(rows, label, conc, fe, cpu);
+        }
+    }
+}
+
+fn print_tls_ratios(rows: &[Row]) {
+    println!();
+    for conc in [1, 64] {
+        let p = ratio_of(rows, "TLS cost: plaintext 80/20", conc);
+        let t = ratio_of(rows, "TLS cost: mutual TLS 80/20", conc);
+        if let (Some(p), Some(t)) = (p, t) {
+            println!(
+                "TLS cost N=3 QUORUM 80/20 c={conc}: plaintext {p:.3} of echo, mutual TLS {t:.3} \
+                 of echo, TLS/plaintext {:.3}",
+                t / p
+            );
         }
     }
 }

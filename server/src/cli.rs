@@ -23,6 +23,9 @@ use crate::config::NodeConfig;
 ///
 /// A flag given twice takes its last value, so a wrapper script's defaults can be overridden by
 /// appending flags.
+///
+/// `kvstore-server certs --out DIR --nodes N` writes a CA, node and client certificates for a
+/// TLS cluster (see `kvstore-server certs --help`).
 #[derive(Debug, Default, Parser, Deserialize)]
 #[command(name = "kvstore-server", version, args_override_self = true)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -134,6 +137,35 @@ pub struct Args {
     /// Wait after a join or leave was seen by every member before data moves. [default: 2000]
     #[arg(long, value_name = "MS")]
     pub transition_grace_ms: Option<u64>,
+    /// Serve Prometheus metrics (`GET /metrics`, plain HTTP, no authentication) on ADDR, e.g.
+    /// 127.0.0.1:9100. Off unless given; a port 0 picks a free port, printed as
+    /// `metrics on ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// TLS: the certificate this node serves with (PEM), to clients and peers alike. Needs
+    /// --key and the --peer-* flags (`kvstore-server certs` makes them all).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// TLS: the private key of --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// TLS: the CA client certificates are checked against (with --client-cert-auth).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// TLS: clients must present a certificate issued by --ca (or by --peer-ca).
+    #[arg(long)]
+    #[serde(default)]
+    pub client_cert_auth: bool,
+    /// TLS: the certificate this node presents to other nodes (mutual TLS, always required
+    /// between nodes).
+    #[arg(long, value_name = "FILE")]
+    pub peer_cert: Option<PathBuf>,
+    /// TLS: the private key of --peer-cert.
+    #[arg(long, value_name = "FILE")]
+    pub peer_key: Option<PathBuf>,
+    /// TLS: the CA other nodes' certificates must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub peer_ca: Option<PathBuf>,
     /// Storage snapshot and compaction period. [default: 60000]
     #[arg(long, value_name = "MS")]
     pub maintenance_interval_ms: Option<u64>,
@@ -192,8 +224,16 @@ impl Args {
             suspect_after_ms,
             down_after_ms,
             transition_grace_ms,
-            maintenance_interval_ms
+            maintenance_interval_ms,
+            metrics_listen,
+            cert,
+            key,
+            ca,
+            peer_cert,
+            peer_key,
+            peer_ca
         );
+        self.client_cert_auth |= file.client_cert_auth;
         if self.join.is_empty() {
             self.join = file.join;
         }
@@ -259,6 +299,17 @@ impl Args {
         c.cluster_secret = self.cluster_secret.filter(|s| !s.is_empty());
         c.leave_on_shutdown = self.leave_on_shutdown;
         c.insecure = self.insecure;
+        c.metrics_listen = self.metrics_listen.filter(|s| !s.is_empty());
+        c.tls = crate::tls::flags::TlsFlags {
+            cert: self.cert,
+            key: self.key,
+            ca: self.ca,
+            client_cert_auth: self.client_cert_auth,
+            peer_cert: self.peer_cert,
+            peer_key: self.peer_key,
+            peer_ca: self.peer_ca,
+        }
+        .into_paths()?;
         if let Some(name) = self.cluster_name {
             c.cluster_name = name;
         }
@@ -301,6 +352,10 @@ pub fn parse(
 /// runtime, logs to stderr at the level in `RUST_LOG` (default `info`), stops cleanly on
 /// SIGTERM or SIGINT.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "certs") {
+        return crate::tls::flags::certs_main(args);
+    }
     let (listen, config) = match parse(args) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -350,7 +405,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        let result = crate::node::run_with_ready(listener, config, shutdown_signal(), |_| say("ready")).await;
+        let result = crate::node::run_with_ready(listener, config, shutdown_signal(), |r| {
+            if let Some(m) = &r.metrics_address {
+                say(&format!("metrics on {m}"));
+            }
+            say("ready")
+        })
+        .await;
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

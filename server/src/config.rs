@@ -99,25 +99,31 @@ pub struct NodeConfig {
     /// Serve the internal (node-to-node) API on a non-loopback address without a cluster
     /// secret: anyone who can reach the port could then write any version to any key.
     pub insecure: bool,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP, no authentication);
+    /// `None` (the default) serves none.
+    pub metrics_listen: Option<String>,
+    /// TLS for the gRPC port (clients and peers), when set; see [`crate::tls`].
+    pub tls: Option<crate::tls::TlsPaths>,
     /// Faults to inject (tests of the checker only).
     pub faults: Faults,
 }
 
 /// Refuses to serve the internal API beyond loopback without protection: a node listening on
-/// (or advertising) a non-loopback address needs a cluster secret, unless `insecure`.
+/// (or advertising) a non-loopback address needs peer TLS (mutual: only holders of a node
+/// certificate can make node-only calls) or a cluster secret, unless `insecure`.
 pub fn check_exposure(listen: &str, config: &NodeConfig) -> Result<()> {
     let exposed = [listen, config.advertise_address.as_str()]
         .into_iter()
         .find(|a| !is_loopback(a));
+    let protected = config.tls.is_some() || config.cluster_secret.is_some();
     match exposed {
-        Some(addr) if config.cluster_secret.is_none() && !config.insecure => {
-            Err(Error::Config(format!(
-                "this node serves the internal API on {addr}, which is not a loopback address, \
-                 without --cluster-secret: anyone who reaches the port could write any version \
-                 of any key. Set --cluster-secret (or KVSTORE_CLUSTER_SECRET) on every node, or \
-                 pass --insecure to accept the risk"
-            )))
-        }
+        Some(addr) if !protected && !config.insecure => Err(Error::Config(format!(
+            "this node serves the internal API on {addr}, which is not a loopback address, \
+             unprotected: anyone who reaches the port could write any version of any key. Use \
+             TLS (--cert/--key with --peer-cert/--peer-key/--peer-ca on every node; \
+             `kvstore-server certs` makes them), or at least --cluster-secret (or \
+             KVSTORE_CLUSTER_SECRET) on every node, or pass --insecure to accept the risk"
+        ))),
         _ => Ok(()),
     }
 }
@@ -169,6 +175,8 @@ impl Default for NodeConfig {
             speculative_retry: Some(DEFAULT_SPECULATIVE_RETRY),
             cluster_name: crate::cluster::identity::DEFAULT_CLUSTER_NAME.into(),
             insecure: false,
+            metrics_listen: None,
+            tls: None,
             faults: Faults::default(),
         }
     }
@@ -263,6 +271,60 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exposure_beyond_loopback_needs_peer_tls_a_secret_or_insecure() {
+        let tls = crate::tls::TlsPaths {
+            cert: "n.pem".into(),
+            key: "n.key".into(),
+            ca: None,
+            client_cert_auth: false,
+            peer_cert: "n.pem".into(),
+            peer_key: "n.key".into(),
+            peer_ca: "ca.pem".into(),
+        };
+        type Setup = fn(&mut NodeConfig, &crate::tls::TlsPaths);
+        let cases: [(&str, &str, Setup, bool); 7] = [
+            ("loopback", "127.0.0.1:7000", |_, _| {}, true),
+            ("localhost", "localhost:7000", |_, _| {}, true),
+            ("exposed, nothing", "10.0.0.5:7000", |_, _| {}, false),
+            (
+                "exposed, peer TLS",
+                "10.0.0.5:7000",
+                |c, t| c.tls = Some(t.clone()),
+                true,
+            ),
+            (
+                "exposed, secret",
+                "10.0.0.5:7000",
+                |c, _| c.cluster_secret = Some("s".into()),
+                true,
+            ),
+            (
+                "exposed, insecure",
+                "10.0.0.5:7000",
+                |c, _| c.insecure = true,
+                true,
+            ),
+            ("all interfaces", "0.0.0.0:7000", |_, _| {}, false),
+        ];
+        for (name, listen, setup, ok) in cases {
+            let mut c = NodeConfig {
+                advertise_address: listen.into(),
+                ..NodeConfig::default()
+            };
+            setup(&mut c, &tls);
+            let r = check_exposure(listen, &c);
+            assert_eq!(r.is_ok(), ok, "{name}: {r:?}");
+            if let Err(e) = r {
+                let e = e.to_string();
+                assert!(
+                    e.contains("--peer-ca") && e.contains("--cluster-secret"),
+                    "{e}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_bad_values_are_named() {

@@ -25,11 +25,14 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hlc;
+pub mod instruments;
+pub mod metrics;
 pub mod node;
 pub mod process;
 pub mod replication;
 pub mod service;
 pub mod storage;
+pub mod tls;
 
 pub use config::{Faults, NodeConfig};
 pub use error::{Error, Result};

@@ -172,7 +172,7 @@ fn the_internal_api_is_not_exposed_beyond_loopback_without_a_secret() {
             "--data-dir",
             &d,
         ],
-        "--cluster-secret",
+        "Use TLS (--cert/--key with --peer-cert/--peer-key/--peer-ca",
     );
     // A secret that cannot travel as a header value is refused, not silently dropped.
     refused(
@@ -188,8 +188,24 @@ fn the_internal_api_is_not_exposed_beyond_loopback_without_a_secret() {
         ],
         "cluster_secret must be printable ASCII",
     );
-    // With a secret, or --insecure, the node starts.
-    let protected: [&[&str]; 2] = [&["--cluster-secret", "s3cret"], &["--insecure"]];
+    // With peer TLS, a secret, or --insecure, the node starts.
+    let certs = dir.path().join("certs");
+    kvstore_server::tls::certs::write_cluster(&certs, 1, &[]).unwrap();
+    let c = |f: &str| certs.join(f).display().to_string();
+    let tls = [
+        "--cert".to_string(),
+        c("node-1.pem"),
+        "--key".into(),
+        c("node-1.key"),
+        "--peer-cert".into(),
+        c("node-1.pem"),
+        "--peer-key".into(),
+        c("node-1.key"),
+        "--peer-ca".into(),
+        c("ca.pem"),
+    ];
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let protected: [&[&str]; 3] = [&tls, &["--cluster-secret", "s3cret"], &["--insecure"]];
     for (i, extra) in protected.into_iter().enumerate() {
         let mut flags = vec!["--advertise".to_string(), "10.1.2.3:7000".to_string()];
         flags.extend(extra.iter().map(|s| s.to_string()));

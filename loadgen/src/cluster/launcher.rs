@@ -15,7 +15,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kvstore_client::{Client, ClientConfig, pb};
+use kvstore_client::{Client, ClientConfig, ClientTls, pb};
 use kvstore_server::process::ChildProcess;
 
 use crate::LoadgenError;
@@ -59,6 +59,8 @@ pub fn level_name(count: u32, n: u32) -> Option<&'static str> {
 #[derive(Debug)]
 struct Node {
     addr: String,
+    /// Where it serves metrics (`[cluster] metrics = true`).
+    metrics: Option<String>,
     data_dir: PathBuf,
     process: Option<ChildProcess>,
     state: NodeState,
@@ -71,6 +73,8 @@ pub struct LocalCluster {
     program: ServerProgram,
     spec: ClusterSpec,
     log_dir: PathBuf,
+    /// Certificates of a TLS cluster (`[cluster] tls = true`), under the data directory.
+    certs: Option<PathBuf>,
     // Removed on drop, after the processes (fields drop in order: nodes first).
     _data: tempfile::TempDir,
 }
@@ -125,18 +129,36 @@ impl LocalCluster {
                 std::net::Ipv4Addr::LOCALHOST
             };
             let port = free_port(ip)?;
+            let metrics = if spec.metrics {
+                Some(format!(
+                    "127.0.0.1:{}",
+                    free_port(std::net::Ipv4Addr::LOCALHOST)?
+                ))
+            } else {
+                None
+            };
             nodes.push(Node {
                 addr: format!("{ip}:{port}"),
+                metrics,
                 data_dir: data.path().join(format!("node-{i}")),
                 process: None,
                 state: NodeState::Up,
             });
         }
+        let certs = if spec.tls {
+            let dir = data.path().join("certs");
+            kvstore_server::tls::certs::write_cluster(&dir, spec.nodes, &[])
+                .map_err(|e| LoadgenError::Cluster(format!("cannot make TLS certificates: {e}")))?;
+            Some(dir)
+        } else {
+            None
+        };
         let mut cluster = Self {
             nodes,
             program,
             spec: spec.clone(),
             log_dir: log_dir.to_path_buf(),
+            certs,
             _data: data,
         };
         for i in 0..cluster.nodes.len() {
@@ -178,6 +200,27 @@ impl LocalCluster {
             f.push("--join".into());
             f.push(j);
         }
+        if let Some(m) = &n.metrics {
+            f.push("--metrics-listen".into());
+            f.push(m.clone());
+        }
+        if let Some(d) = &self.certs {
+            // Mutual TLS everywhere: between nodes (always), and for loadgen's clients.
+            let p = |name: String| d.join(name).display().to_string();
+            let id = i + 1;
+            for (flag, file) in [
+                ("--cert", format!("node-{id}.pem")),
+                ("--key", format!("node-{id}.key")),
+                ("--peer-cert", format!("node-{id}.pem")),
+                ("--peer-key", format!("node-{id}.key")),
+                ("--peer-ca", "ca.pem".into()),
+                ("--ca", "client-ca.pem".into()),
+            ] {
+                f.push(flag.into());
+                f.push(p(file));
+            }
+            f.push("--client-cert-auth".into());
+        }
         f.extend(s.server_args.iter().cloned());
         f
     }
@@ -201,6 +244,33 @@ impl LocalCluster {
     /// Every node's address, in index order.
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// What clients need to reach a TLS cluster (its CA and the client certificate), or
+    /// `None` for a plaintext one.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, LoadgenError> {
+        let Some(d) = &self.certs else {
+            return Ok(None);
+        };
+        ClientTls::from_files(
+            &d.join("ca.pem"),
+            Some((&d.join("client.pem"), &d.join("client.key"))),
+        )
+        .map(Some)
+        .map_err(|e| LoadgenError::Cluster(format!("TLS certificates: {e}")))
+    }
+
+    /// Every node's metrics address, when the cluster serves metrics.
+    pub fn metrics_endpoints(&self) -> Vec<Option<String>> {
+        self.nodes.iter().map(|n| n.metrics.clone()).collect()
+    }
+
+    /// Every node's current process id (`None` while it is killed), in index order.
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.nodes
+            .iter()
+            .map(|n| n.process.as_ref().map(ChildProcess::pid))
+            .collect()
     }
 
     /// Every node's state as loadgen left it.
@@ -299,9 +369,11 @@ pub async fn wait_formed(
     endpoints: &[String],
     timeout: Duration,
     hints_drained: bool,
+    tls: Option<&ClientTls>,
 ) -> Result<(), LoadgenError> {
     let deadline = Instant::now() + timeout;
     let config = ClientConfig {
+        tls: tls.cloned(),
         request_timeout: Duration::from_secs(2),
         ..ClientConfig::with_seeds(endpoints.iter().cloned())
     };

@@ -17,9 +17,11 @@ impl KvExecutor {
     pub async fn connect(
         seeds: &[String],
         request_timeout: std::time::Duration,
+        tls: Option<kvstore_client::ClientTls>,
     ) -> Result<Self, ClientError> {
         let config = ClientConfig {
             request_timeout,
+            tls,
             ..ClientConfig::with_seeds(seeds.iter().cloned())
         };
         Ok(Self {

@@ -8,6 +8,9 @@
 //! - `phases.csv`: before/during/after figures of each fault and its recovery time ([`phases`]);
 //! - `throughput.png`, `latency.png`, `percentiles.png` ([`plots`]);
 //! - `faults.csv`: the faults as applied, with their actual times;
+//! - `nodes.csv`, `resources.csv`, `nodes.png`: every node's CPU and memory once a second,
+//!   per-node peaks and CPU per operation ([`crate::resources`]);
+//! - `nodes/node-<i>.prom`: each node's last `/metrics`, when `[cluster] metrics = true`;
 //! - `history.csv`, when recorded; `nodes/` logs of launched nodes.
 //!
 //! [`report`] prints the YCSB-style block on stdout. Everything here is computed from
@@ -55,6 +58,8 @@ pub struct RunResults {
     pub measured_seconds: u64,
     /// Load-phase figures: records inserted and seconds taken.
     pub load: Option<(u64, f64)>,
+    /// The nodes' CPU and memory, when they were sampled.
+    pub resources: Option<crate::resources::ResourceSummary>,
 }
 
 impl RunResults {
@@ -159,6 +164,9 @@ pub fn write_all(dir: &Path, r: &RunResults, phases: &[phases::Phase]) -> Result
     }
     write("faults.csv", faults)?;
     plots::write_all(dir, r, phases)?;
+    if let Some(res) = &r.resources {
+        crate::resources::write(dir, res, &r.scenario.name)?;
+    }
     Ok(())
 }
 

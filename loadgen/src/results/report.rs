@@ -87,6 +87,9 @@ pub fn render(r: &RunResults, phases: &[Phase], dir: Option<&Path>) -> String {
                 let _ = writeln!(o, "[OVERALL], Efficiency, not measured (echo_s = 0)");
             }
         }
+        if let Some(res) = &r.resources {
+            crate::resources::render(&mut o, res);
+        }
     }
     for row in &rows {
         let label = match row.op.as_str() {

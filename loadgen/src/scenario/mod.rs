@@ -67,6 +67,19 @@ pub struct ClusterSpec {
     /// Addresses (`host:port`) of an existing cluster; when set, nothing is launched.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
+    /// Each endpoint's Prometheus listener (`host:port`, same order as `endpoints`), scraped
+    /// once a second for the nodes' CPU and memory (`nodes.csv`). Empty: not sampled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics_endpoints: Vec<String>,
+    /// Launched nodes serve Prometheus metrics (`--metrics-listen` on a free port each); the
+    /// last scrape of each is saved as `nodes/node-<i>.prom` when the measured phase ends.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub metrics: bool,
+    /// Run the launched cluster with TLS everywhere: loadgen makes a CA and certificates
+    /// (`kvstore-server certs`), nodes use mutual TLS between them and require loadgen's
+    /// client certificate.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
     /// Extra flags appended to every launched node's command line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_args: Vec<String>,
@@ -85,6 +98,9 @@ impl Default for ClusterSpec {
             write_quorum: 2,
             fsync: "never".into(),
             endpoints: Vec::new(),
+            metrics_endpoints: Vec::new(),
+            tls: false,
+            metrics: false,
             server_args: Vec::new(),
             fault_commands: FaultCommands::default(),
         }

@@ -68,6 +68,16 @@ fn cluster(c: &ClusterSpec) -> Result<(), Invalid> {
                 );
             }
         }
+        if !c.metrics_endpoints.is_empty() && c.metrics_endpoints.len() != c.endpoints.len() {
+            return bad(
+                "cluster.metrics_endpoints",
+                format!(
+                    "needs one address per endpoint ({}), got {}",
+                    c.endpoints.len(),
+                    c.metrics_endpoints.len()
+                ),
+            );
+        }
     }
     let nodes = c.node_count();
     if c.replication == 0 || c.replication > nodes {

@@ -21,6 +21,8 @@ pub struct HintStore {
     counts: Mutex<HashMap<u32, usize>>,
     max_per_target: usize,
     dropped: AtomicU64,
+    /// Hints stored (new or replacing an older one for the same key) since start.
+    stored: AtomicU64,
     /// Bytes of hints handed to blocking threads and not yet stored.
     backlog: Arc<AtomicUsize>,
 }
@@ -77,6 +79,7 @@ impl HintStore {
             counts: Mutex::new(counts),
             max_per_target,
             dropped: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
             backlog: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -92,8 +95,11 @@ impl HintStore {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
-        if self.engine.apply(&hk, entry)? == Applied::Stored && !exists {
-            *count += 1;
+        if self.engine.apply(&hk, entry)? == Applied::Stored {
+            self.stored.fetch_add(1, Ordering::Relaxed);
+            if !exists {
+                *count += 1;
+            }
         }
         Ok(true)
     }
@@ -160,6 +166,21 @@ impl HintStore {
             return None;
         }
         Some(slot)
+    }
+
+    /// Hints stored since start.
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the hints held (their records in the hints engine).
+    pub fn bytes(&self) -> u64 {
+        self.engine.stats().live_bytes
+    }
+
+    /// Bytes of hints waiting for a blocking thread to store them.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed) as u64
     }
 
     /// Hints dropped because their target's store was full.

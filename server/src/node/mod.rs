@@ -38,6 +38,8 @@ pub struct Ready {
     pub node_id: u32,
     /// The address it serves on.
     pub address: String,
+    /// Where it serves Prometheus metrics, when it does.
+    pub metrics_address: Option<String>,
 }
 
 /// Runs a node until `shutdown` completes (or it left the cluster).
@@ -137,7 +139,8 @@ pub async fn run_with_ready(
     );
     let had_peers = saved.iter().any(|m| m.id != config.node_id);
     table.merge_all(saved, 0);
-    let shared = Shared::new(config, engine, log, hints, hlc, table);
+    let tls = config.tls.as_ref().map(crate::tls::load).transpose()?;
+    let shared = Shared::new(config, engine, log, hints, hlc, table, tls);
     if !had_peers && shared.config.join.is_empty() {
         shared.set_synced();
     }
@@ -156,6 +159,25 @@ pub async fn run_with_ready(
     }
     shared.evaluate_clock();
 
+    // Metrics: bound before serving, so a taken port fails the start with nothing running.
+    let mut metrics_address = None;
+    let metrics_listener = match &shared.config.metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.map_err(|source| Error::Io {
+                context: format!("cannot serve metrics on {addr} (--metrics-listen)"),
+                source,
+            })?;
+            let bound = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            if !crate::config::is_loopback(&bound) {
+                tracing::warn!(address = %bound, "metrics are served without authentication beyond loopback");
+            }
+            tracing::info!(address = %bound, "serving metrics at /metrics");
+            metrics_address = Some(bound);
+            Some(l)
+        }
+        None => None,
+    };
+
     // Serve.
     const MAX_STREAMS_PER_CONNECTION: u32 = 512;
     let services = service::services(&shared);
@@ -163,8 +185,14 @@ pub async fn run_with_ready(
     // Builder::tcp_nodelay only applies to listeners tonic binds itself; set it on every
     // accepted connection, or Nagle plus delayed ACKs add ~40 ms to small answers.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &shared.tls {
+        builder = builder
+            .tls_config(tls.server.clone())
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    }
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .tcp_nodelay(true)
             // Bounds what one connection can make this node decode and hold at once (each
             // stream may carry a value of up to the value limit); admission control bounds the
@@ -179,13 +207,20 @@ pub async fn run_with_ready(
     );
     tracing::info!(node = shared.id(), address = %shared.config.advertise_address, "serving");
 
-    let tasks = vec![
+    let mut tasks = Vec::new();
+    if let Some(l) = metrics_listener {
+        tasks.push(tokio::spawn(crate::metrics::http::serve(
+            l,
+            crate::metrics::registry(&shared),
+        )));
+    }
+    tasks.extend([
         tokio::spawn(gossip::run_gossip(shared.clone())),
         tokio::spawn(gossip::run_probes(shared.clone())),
         tokio::spawn(handoff::run(shared.clone())),
         tokio::spawn(rebalance::run_cleanup(shared.clone())),
         tokio::spawn(maintenance(shared.clone())),
-    ];
+    ]);
 
     let outcome = async {
         if !shared.config.join.is_empty() {
@@ -219,6 +254,7 @@ pub async fn run_with_ready(
             f(Ready {
                 node_id: shared.id(),
                 address: shared.config.advertise_address.clone(),
+                metrics_address: metrics_address.clone(),
             });
         }
         tokio::select! {

@@ -74,6 +74,10 @@ pub struct Counters {
     pub future_versions_refused: AtomicU64,
     /// Reads that also asked a spare replica because the first ones were slow.
     pub speculative_reads: AtomicU64,
+    /// Replica writes that never left this node (queue full, no stream, no address).
+    pub replica_not_sent: AtomicU64,
+    /// Replica writes handed to the network that got no answer (stream broke, deadline).
+    pub replica_unreachable: AtomicU64,
     /// Replica writes this node sent that a replica refused, by (replica, kind).
     pub replica_refusals: Mutex<HashMap<(u32, kvstore_proto::pb::Refusal), u64>>,
 }
@@ -105,12 +109,16 @@ pub struct Shared {
     pub peers: Peers,
     /// Counters for NodeStatus.
     pub counters: Counters,
+    /// Client requests by operation, consistency and outcome, with their latency (metrics).
+    pub requests: crate::instruments::RequestInstruments,
     /// Whether this node's clock may stamp writes.
     pub clock: ClockGuard,
     /// The budget of client requests in flight.
     pub admission: Arc<Admission>,
     /// Replicas that made reads speculate recently (asked last).
     pub slow: SlowReplicas,
+    /// The node's TLS settings, when its port speaks TLS.
+    pub tls: Option<crate::tls::NodeTls>,
     /// Why this node's storage takes no writes (disk full, read-only), when it does not.
     storage_refusal: Mutex<Option<String>>,
     members: Mutex<MemberTable>,
@@ -143,10 +151,12 @@ impl Shared {
         hints: HintStore,
         hlc: Hlc,
         table: MemberTable,
+        tls: Option<crate::tls::NodeTls>,
     ) -> Arc<Self> {
         let peers = Peers::new(
             config.cluster_secret.as_deref(),
             config.grpc_message_limit(),
+            tls.as_ref().map(|t| t.peer_client.clone()),
             config.peer_source_ip,
         );
         let (stop, _) = watch::channel(false);
@@ -166,9 +176,11 @@ impl Shared {
             hlc,
             peers,
             counters: Counters::default(),
+            requests: Default::default(),
             clock: ClockGuard::new(config_max_offset),
             admission,
             slow: SlowReplicas::default(),
+            tls,
             storage_refusal: Mutex::new(None),
             started: Instant::now(),
             ring_changed_at_ms: AtomicU64::new(0),

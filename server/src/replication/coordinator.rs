@@ -110,13 +110,25 @@ pub async fn send_to_replica(
             .map_err(local_failure);
     }
     let Some(peer) = shared.peer(node) else {
+        shared
+            .counters
+            .replica_not_sent
+            .fetch_add(1, Ordering::Relaxed);
         return Err(ReplicaFailure::NotSent(format!(
             "node {node} has no address"
         )));
     };
     let r = peer.replicate(to_replicate(key, entry)).await;
-    if let Err(ReplicaFailure::Refused { refusal, .. }) = &r {
-        shared.counters.count_refusal(node, *refusal);
+    let c = &shared.counters;
+    match &r {
+        Err(ReplicaFailure::Refused { refusal, .. }) => c.count_refusal(node, *refusal),
+        Err(ReplicaFailure::NotSent(_)) => {
+            c.replica_not_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(ReplicaFailure::Unreachable(_)) => {
+            c.replica_unreachable.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(()) => {}
     }
     r
 }

@@ -151,15 +151,22 @@ impl Drop for QueuedBytes {
     }
 }
 
-/// Coordinator-to-replica acknowledgement latency, in microseconds, over every peer.
+/// Coordinator-to-replica acknowledgement latency, in microseconds, over every peer: an
+/// HdrHistogram for NodeStatus's percentiles and fixed buckets for the metrics.
 #[derive(Debug)]
-pub struct AckLatency(Mutex<hdrhistogram::Histogram<u64>>);
+pub struct AckLatency(
+    Mutex<hdrhistogram::Histogram<u64>>,
+    crate::instruments::Histogram,
+);
 
 impl Default for AckLatency {
     fn default() -> Self {
         // 1 us .. 60 s at 3 significant digits: a few tens of KB, fixed.
         let h = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-        Self(Mutex::new(h))
+        Self(
+            Mutex::new(h),
+            crate::instruments::Histogram::new(crate::instruments::LATENCY_BUCKETS),
+        )
     }
 }
 
@@ -168,7 +175,13 @@ impl AckLatency {
         let mut h = self.0.lock().unwrap_or_else(|p| p.into_inner());
         for &us in samples {
             h.saturating_record(us.max(1));
+            self.1.observe(Duration::from_micros(us));
         }
+    }
+
+    /// The fixed-bucket histogram of the same acknowledgements.
+    pub fn buckets(&self) -> &crate::instruments::Histogram {
+        &self.1
     }
 
     /// (acks recorded, p50 us, p99 us).
@@ -273,6 +286,8 @@ impl Peer {
 #[derive(Debug)]
 pub struct Peers {
     peers: Mutex<HashMap<u32, Arc<Peer>>>,
+    /// TLS (with this node's peer certificate) for every connection, when the cluster uses it.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     secret: AddSecret,
     message_limit: usize,
     latency: Arc<AckLatency>,
@@ -280,11 +295,18 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// No peers yet; `secret` is sent on every call, `message_limit` bounds gRPC messages, and
-    /// connections start from `source_ip` when given.
-    pub fn new(secret: Option<&str>, message_limit: usize, source_ip: Option<IpAddr>) -> Self {
+    /// No peers yet; `secret` is sent on every call, `message_limit` bounds gRPC messages,
+    /// `tls` (when set) secures every connection, and connections start from `source_ip` when
+    /// given.
+    pub fn new(
+        secret: Option<&str>,
+        message_limit: usize,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+        source_ip: Option<IpAddr>,
+    ) -> Self {
         Self {
             peers: Mutex::new(HashMap::new()),
+            tls,
             secret: AddSecret::new(secret),
             message_limit,
             latency: Arc::default(),
@@ -299,7 +321,7 @@ impl Peers {
 
     /// A client for an address that need not be a member (seeds).
     pub fn client_for(&self, address: &str) -> Result<InternalClient, String> {
-        let channel = channel(address, self.source_ip)?;
+        let channel = channel(address, self.tls.as_ref(), self.source_ip)?;
         Ok(self.wrap(channel))
     }
 
@@ -327,7 +349,7 @@ impl Peers {
         {
             return Ok(p.clone());
         }
-        let client = self.wrap(channel(address, self.source_ip)?);
+        let client = self.wrap(channel(address, self.tls.as_ref(), self.source_ip)?);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let failed_at = Arc::new(Mutex::new(None));
         tokio::spawn(replicator(
@@ -352,10 +374,21 @@ impl Peers {
     }
 }
 
-fn channel(address: &str, source_ip: Option<IpAddr>) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+fn channel(
+    address: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+    source_ip: Option<IpAddr>,
+) -> Result<Channel, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(|e| format!("bad peer address {address:?}: {e}"))?
-        .local_address(source_ip)
+        .local_address(source_ip);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS to peer {address}: {e}"))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))

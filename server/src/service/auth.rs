@@ -1,22 +1,62 @@
 //! The cluster-secret check on NodeInternal: a tonic interceptor refusing calls without the
-//! secret with UNAUTHENTICATED. With no secret configured every call passes.
+//! secret with UNAUTHENTICATED. With no secret configured every call passes. With peer TLS it
+//! also records whether the caller's certificate is a node's, for the node-only handlers.
+
+use std::sync::Arc;
 
 use kvstore_proto::CLUSTER_SECRET_HEADER;
 use tonic::{Request, Status};
 
-/// Checks `x-cluster-secret` against the configured secret.
-#[derive(Clone, Debug)]
-pub struct RequireSecret(Option<String>);
+use crate::tls::{PeerVerdict, judge_peer};
+
+/// Checks `x-cluster-secret` against the configured secret and, with peer TLS, judges the
+/// caller's certificate into a [`PeerVerdict`] that node-only handlers check
+/// ([`require_peer`]).
+#[derive(Clone)]
+pub struct RequireSecret(
+    Option<String>,
+    Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+);
+
+impl std::fmt::Debug for RequireSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireSecret")
+            .field("peer_tls", &self.1.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 impl RequireSecret {
     /// A check for `secret` (none: allow all).
     pub fn new(secret: Option<String>) -> Self {
-        Self(secret)
+        Self(secret, None)
+    }
+
+    /// Also judges callers' certificates with `verifier` (the peer CA's).
+    pub fn with_peer_verifier(
+        mut self,
+        verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Self {
+        self.1 = verifier;
+        self
+    }
+}
+
+/// Refuses a node-only call whose caller did not prove to be a node (peer TLS on).
+pub fn require_peer<T>(req: &Request<T>) -> Result<(), Status> {
+    match req.extensions().get::<PeerVerdict>() {
+        Some(PeerVerdict(Err(why))) => Err(Status::unauthenticated(why.clone())),
+        _ => Ok(()),
     }
 }
 
 impl tonic::service::Interceptor for RequireSecret {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.1 {
+            let certs = req.peer_certs();
+            let verdict = judge_peer(v.as_ref(), certs.as_deref().map(|c| c.as_slice()));
+            req.extensions_mut().insert(verdict);
+        }
         let Some(want) = &self.0 else {
             return Ok(req);
         };

@@ -78,6 +78,7 @@ impl NodeInternal for InternalService {
         &self,
         request: Request<pb::ReplicateRequest>,
     ) -> Result<Response<pb::ReplicateResponse>, Status> {
+        super::auth::require_peer(&request)?;
         let s = self.shared.clone();
         let write = request.into_inner();
         let mut results = tokio::task::spawn_blocking(move || apply_writes(&s, vec![write]))
@@ -92,6 +93,7 @@ impl NodeInternal for InternalService {
         &self,
         request: Request<Streaming<pb::ReplicateBatch>>,
     ) -> Result<Response<Self::ReplicateStreamStream>, Status> {
+        super::auth::require_peer(&request)?;
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel::<Result<pb::ReplicateBatchAck, Status>>(STREAM_CONCURRENCY);
         let shared = self.shared.clone();
@@ -142,6 +144,7 @@ impl NodeInternal for InternalService {
         &self,
         request: Request<Streaming<pb::ReadBatch>>,
     ) -> Result<Response<Self::ReadStreamStream>, Status> {
+        super::auth::require_peer(&request)?;
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel::<Result<pb::ReadBatchAck, Status>>(STREAM_CONCURRENCY);
         let shared = self.shared.clone();
@@ -184,6 +187,7 @@ impl NodeInternal for InternalService {
         &self,
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::AddNodeResponse>, Status> {
+        super::auth::require_peer(&request)?;
         let req = request.into_inner();
         self.check_identity(req.identity.as_ref())?;
         let member = req
@@ -210,6 +214,7 @@ impl NodeInternal for InternalService {
     }
 
     async fn heartbeat(&self, request: Request<pb::Ping>) -> Result<Response<pb::Pong>, Status> {
+        super::auth::require_peer(&request)?;
         let from = request.into_inner().from;
         let (incarnation, ring_version) = self.shared.with_members(|t, now| {
             t.observe_alive(from, now);
@@ -234,6 +239,7 @@ impl NodeInternal for InternalService {
         &self,
         request: Request<pb::GossipRequest>,
     ) -> Result<Response<pb::GossipResponse>, Status> {
+        super::auth::require_peer(&request)?;
         let req = request.into_inner();
         self.check_identity(req.identity.as_ref())?;
         merge_wire(&self.shared, &req.members);
@@ -254,6 +260,7 @@ impl NodeInternal for InternalService {
         &self,
         request: Request<pb::StreamRangeRequest>,
     ) -> Result<Response<Self::StreamRangeStream>, Status> {
+        super::auth::require_peer(&request)?;
         let arcs: Vec<TokenArc> = request
             .into_inner()
             .ranges
@@ -280,6 +287,7 @@ impl NodeInternal for InternalService {
         &self,
         request: Request<pb::LeaveRequest>,
     ) -> Result<Response<pb::LeaveResponse>, Status> {
+        super::auth::require_peer(&request)?;
         let node = request.into_inner().node_id;
         if node != self.shared.id() {
             return Err(to_status(

@@ -237,38 +237,97 @@ fn charged<T>(request: &Request<T>) -> usize {
         .map_or(0, |c| c.0)
 }
 
+/// The metrics label index of a request's consistency level (the node default when unset).
+fn level_index(raw: i32, default: ConsistencyLevel) -> usize {
+    match ConsistencyLevel::from_wire(raw) {
+        Ok(level) => match level.unwrap_or(default) {
+            ConsistencyLevel::One => 0,
+            ConsistencyLevel::Quorum => 1,
+            ConsistencyLevel::All => 2,
+        },
+        Err(_) => 3,
+    }
+}
+
+/// The metrics label index of a request's outcome (see `instruments::OUTCOMES`).
+fn outcome_index<T>(r: &std::result::Result<T, Status>) -> usize {
+    use tonic::Code;
+    match r {
+        Ok(_) => 0,
+        Err(s) => match s.code() {
+            Code::InvalidArgument => 1,
+            Code::Unavailable => 2,
+            Code::DeadlineExceeded => 3,
+            Code::ResourceExhausted => 4,
+            Code::FailedPrecondition => 5,
+            _ => 6,
+        },
+    }
+}
+
+impl KvService {
+    /// Counts and times one answered request.
+    fn record<T>(
+        &self,
+        op: usize,
+        level: usize,
+        started: std::time::Instant,
+        r: std::result::Result<T, Status>,
+    ) -> std::result::Result<T, Status> {
+        self.shared
+            .requests
+            .record(op, level, outcome_index(&r), started.elapsed());
+        r
+    }
+}
+
 #[tonic::async_trait]
 impl KvStore for KvService {
     async fn get(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        let started = std::time::Instant::now();
         let charged = charged(&request);
-        self.get_inner(request.into_inner(), charged)
+        let req = request.into_inner();
+        let level = level_index(req.consistency, self.shared.config.read_consistency);
+        let r = self
+            .get_inner(req, charged)
             .await
             .map(Response::new)
-            .map_err(|e| to_status(&e, Op::Read))
+            .map_err(|e| to_status(&e, Op::Read));
+        self.record(0, level, started, r)
     }
 
     async fn put(
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        let started = std::time::Instant::now();
         let charged = charged(&request);
-        self.put_inner(request.into_inner(), charged)
+        let req = request.into_inner();
+        let level = level_index(req.consistency, self.shared.config.write_consistency);
+        let r = self
+            .put_inner(req, charged)
             .await
             .map(Response::new)
-            .map_err(|e| to_status(&e, Op::Write))
+            .map_err(|e| to_status(&e, Op::Write));
+        self.record(1, level, started, r)
     }
 
     async fn delete(
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let started = std::time::Instant::now();
         let charged = charged(&request);
-        self.delete_inner(request.into_inner(), charged)
+        let req = request.into_inner();
+        let level = level_index(req.consistency, self.shared.config.write_consistency);
+        let r = self
+            .delete_inner(req, charged)
             .await
             .map(Response::new)
-            .map_err(|e| to_status(&e, Op::Write))
+            .map_err(|e| to_status(&e, Op::Write));
+        self.record(2, level, started, r)
     }
 }

@@ -46,7 +46,8 @@ pub fn services(shared: &Arc<Shared>) -> Services {
             NodeInternalServer::new(internal::InternalService::new(shared.clone()))
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            auth::RequireSecret::new(shared.config.cluster_secret.clone()),
+            auth::RequireSecret::new(shared.config.cluster_secret.clone())
+                .with_peer_verifier(shared.tls.as_ref().map(|t| t.peer_verifier.clone())),
         ),
         echo: EchoServer::new(echo::EchoService)
             .max_decoding_message_size(limit)

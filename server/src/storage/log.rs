@@ -75,6 +75,10 @@ pub(crate) struct Inner {
     /// Serialises snapshots and compactions.
     pub maintenance: Mutex<()>,
     pub counts: OpenCounts,
+    /// Latency of every segment fdatasync (group commit and sealing), for the metrics.
+    pub fsync_latency: crate::instruments::Histogram,
+    /// Compactions run to completion since open.
+    pub compactions: AtomicU64,
     pub _lock: Box<dyn DirLock>,
 }
 
@@ -149,6 +153,16 @@ impl Log {
     /// `always`, writes divided by this is the group-commit batching factor.
     pub fn group_syncs(&self) -> u64 {
         self.inner.commit.syncs()
+    }
+
+    /// Latency of every segment fdatasync since open.
+    pub fn fsync_latency(&self) -> &crate::instruments::Histogram {
+        &self.inner.fsync_latency
+    }
+
+    /// Compactions completed since open.
+    pub fn compactions(&self) -> u64 {
+        self.inner.compactions.load(Ordering::Relaxed)
     }
 
     /// Whether compaction would reclaim enough to be worth it: dead bytes above both
@@ -234,7 +248,10 @@ impl Inner {
     /// Seals the active segment (synced, so group commit may count it durable) and starts the
     /// next one, whose directory entry is made durable before any record goes in it.
     pub fn rotate(&self, w: &mut Writer) -> Result<(), StorageError> {
-        if let Err(e) = w.active.file.sync_data() {
+        let t = std::time::Instant::now();
+        let synced = w.active.file.sync_data();
+        self.fsync_latency.observe(t.elapsed());
+        if let Err(e) = synced {
             self.commit
                 .poison(w.active.path.clone(), format!("fdatasync failed: {e}"));
             return self.commit.check();
@@ -264,7 +281,9 @@ impl Inner {
             (w.active.clone(), w.seq)
         };
         Box::new(move || {
+            let t = std::time::Instant::now();
             let r = seg.file.sync_data().map_err(|e| (seg.path.clone(), e));
+            self.fsync_latency.observe(t.elapsed());
             (covered, r)
         })
     }
@@ -446,7 +465,9 @@ impl Engine for Log {
     }
 
     fn compact(&self, now_ms: u64) -> Result<(), StorageError> {
-        super::compaction::compact(&self.inner, now_ms)
+        super::compaction::compact(&self.inner, now_ms)?;
+        self.inner.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn snapshot(&self) -> Result<(), StorageError> {

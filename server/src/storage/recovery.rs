@@ -134,6 +134,8 @@ pub(crate) fn open(cfg: LogConfig) -> Result<Inner, StorageError> {
         floor: Mutex::new(floor),
         maintenance: Mutex::new(()),
         counts,
+        fsync_latency: crate::instruments::Histogram::new(crate::instruments::FSYNC_BUCKETS),
+        compactions: AtomicU64::new(0),
         _lock: dir_lock,
     };
     let s = &draft.counts;
