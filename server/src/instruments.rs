@@ -81,8 +81,13 @@ impl Histogram {
 
 /// Client request operations, as labels.
 pub const OPS: [&str; 3] = ["get", "put", "delete"];
-/// Consistency levels, as labels (`invalid`: the request named no known level).
-pub const LEVELS: [&str; 4] = ["one", "quorum", "all", "invalid"];
+/// Consistency levels, as labels (`invalid`: the request named no known level; `unread`: it
+/// was shed when its headers arrived, before its body and so its level were read).
+pub const LEVELS: [&str; 5] = ["one", "quorum", "all", "invalid", "unread"];
+/// The index of `unread` in [`LEVELS`].
+pub const LEVEL_UNREAD: usize = 4;
+/// The index of `resource_exhausted` in [`OUTCOMES`].
+pub const OUTCOME_SHED: usize = 4;
 /// Request outcomes, as labels: `ok`, then one per gRPC status code a handler returns.
 pub const OUTCOMES: [&str; 7] = [
     "ok",

@@ -30,6 +30,7 @@
 //! | `kvstore_ring_version` | gauge | |
 //! | `kvstore_admission_shed_total` | counter | |
 //! | `kvstore_admission_inflight_requests`, `kvstore_admission_inflight_bytes` | gauge | |
+//! | `kvstore_admission_inflight_bytes_limit` (adaptive) | gauge | |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes` | counter, gauge | |
 //! | `kvstore_node_info` | gauge (1) | `node_id`, `pid`, `version` |
 //!
@@ -492,6 +493,13 @@ fn admission(enc: &mut DescriptorEncoder, s: &Shared) -> fmt::Result {
         "kvstore_admission_inflight_bytes",
         "Bytes of client requests in flight (reads counted by their expected size).",
         a.inflight_bytes() as f64,
+    )?;
+    gauge(
+        enc,
+        "kvstore_admission_inflight_bytes_limit",
+        "The in-flight byte limit in force: at most --max-inflight-bytes, lowered while requests \
+         take longer than --admission-target-latency-ms.",
+        a.byte_limit() as f64,
     )
 }
 

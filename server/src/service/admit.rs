@@ -23,21 +23,23 @@ use tonic::codegen::http;
 use tonic::codegen::{Context, Poll, Service};
 use tonic::server::NamedService;
 
-use crate::admission::{Admission, Charged, Estimate};
+use crate::admission::{Charged, Estimate};
 use crate::error::Error;
+use crate::instruments::{LEVEL_UNREAD, OUTCOME_SHED};
+use crate::node::shared::Shared;
 use crate::service::status::{self, Op};
 
 /// A client-facing service behind the node's admission budget.
 #[derive(Debug, Clone)]
 pub struct Admitted<S> {
     inner: S,
-    admission: Arc<Admission>,
+    shared: Arc<Shared>,
 }
 
 impl<S> Admitted<S> {
-    /// `inner` behind `admission`.
-    pub fn new(inner: S, admission: Arc<Admission>) -> Self {
-        Self { inner, admission }
+    /// `inner` behind the admission budget of `shared`.
+    pub fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
     }
 }
 
@@ -45,13 +47,14 @@ impl<S: NamedService> NamedService for Admitted<S> {
     const NAME: &'static str = S::NAME;
 }
 
-/// What a request to `path` is charged before its body is read, and whether it writes.
-fn classify(path: &str) -> (Estimate, Op) {
+/// What a request to `path` is charged before its body is read, whether it writes, and its
+/// index in the request metrics' operations (`None`: not one of them).
+fn classify(path: &str) -> (Estimate, Op, Option<usize>) {
     match path.rsplit('/').next().unwrap_or("") {
-        "Put" => (Estimate::Put, Op::Write),
-        "Delete" => (Estimate::Small, Op::Write),
-        "Get" => (Estimate::Read, Op::Read),
-        _ => (Estimate::Small, Op::Read),
+        "Get" => (Estimate::Read, Op::Read, Some(0)),
+        "Put" => (Estimate::Put, Op::Write, Some(1)),
+        "Delete" => (Estimate::Small, Op::Write, Some(2)),
+        _ => (Estimate::Small, Op::Read, None),
     }
 }
 
@@ -69,9 +72,11 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let (estimate, op) = classify(req.uri().path());
-        let charge = self.admission.estimate(estimate);
-        match self.admission.admit(charge, Instant::now()) {
+        let (estimate, op, metric) = classify(req.uri().path());
+        let admission = &self.shared.admission;
+        let charge = admission.estimate(estimate);
+        let now = Instant::now();
+        match admission.admit(charge, now) {
             Ok(permit) => {
                 req.extensions_mut().insert(Charged(charge));
                 let answer = self.inner.call(req);
@@ -84,6 +89,12 @@ where
                 .boxed()
             }
             Err(shed) => {
+                if let Some(op) = metric {
+                    let took = now.elapsed();
+                    self.shared
+                        .requests
+                        .record(op, LEVEL_UNREAD, OUTCOME_SHED, took);
+                }
                 let status = status::to_status(&Error::Overloaded(shed), op);
                 futures::future::ready(Ok(status.into_http())).boxed()
             }
@@ -99,16 +110,22 @@ mod tests {
     fn requests_are_charged_by_method() {
         assert_eq!(
             classify("/kvstore.v1.KVStore/Put"),
-            (Estimate::Put, Op::Write)
+            (Estimate::Put, Op::Write, Some(1))
         );
         assert_eq!(
             classify("/kvstore.v1.KVStore/Get"),
-            (Estimate::Read, Op::Read)
+            (Estimate::Read, Op::Read, Some(0))
         );
         assert_eq!(
             classify("/kvstore.v1.KVStore/Delete"),
-            (Estimate::Small, Op::Write)
+            (Estimate::Small, Op::Write, Some(2))
         );
-        assert_eq!(classify("/x/Other"), (Estimate::Small, Op::Read));
+        assert_eq!(classify("/x/Other"), (Estimate::Small, Op::Read, None));
+        assert_eq!(crate::instruments::OPS, ["get", "put", "delete"]);
+        assert_eq!(crate::instruments::LEVELS[LEVEL_UNREAD], "unread");
+        assert_eq!(
+            crate::instruments::OUTCOMES[OUTCOME_SHED],
+            "resource_exhausted"
+        );
     }
 }

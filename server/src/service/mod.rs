@@ -40,7 +40,7 @@ pub fn services(shared: &Arc<Shared>) -> Services {
             KvStoreServer::new(kv::KvService::new(shared.clone()))
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            shared.admission.clone(),
+            shared.clone(),
         ),
         internal: InterceptedService::new(
             NodeInternalServer::new(internal::InternalService::new(shared.clone()))
