@@ -48,6 +48,10 @@ enum Command {
         /// No live status line.
         #[arg(long)]
         quiet: bool,
+        /// Runs the scenario against this store instead of the one it names: kvstore, redis
+        /// or etcd (started from `redis-server` / `etcd` on PATH).
+        #[arg(long, value_name = "STORE")]
+        target: Option<loadgen::scenario::StoreKind>,
     },
     /// Compares a run with a baseline; exits 1 when efficiency or p99 regress beyond the
     /// tolerance.
@@ -124,6 +128,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             server_bin,
             seed,
             quiet,
+            target,
         } => {
             let exe = std::env::current_exe().context("cannot find loadgen's own executable")?;
             let opts = RunOptions {
@@ -133,6 +138,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 server_bin,
                 seed,
                 quiet,
+                target,
             };
             let rt = runtime()?;
             let cancel = Arc::new(AtomicBool::new(false));

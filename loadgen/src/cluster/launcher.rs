@@ -179,6 +179,14 @@ impl LocalCluster {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
+    /// The PID of every node, `None` while it is not running (for the process sampler).
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.nodes
+            .iter()
+            .map(|n| n.process.as_ref().map(|p| p.pid()))
+            .collect()
+    }
+
     /// Every node's state as loadgen left it.
     pub fn states(&self) -> Vec<NodeState> {
         self.nodes.iter().map(|n| n.state).collect()
