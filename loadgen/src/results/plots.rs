@@ -23,10 +23,10 @@ use crate::scenario::FaultAction;
 
 /// DejaVu Sans (Bitstream Vera licence, redistributable; see assets/DejaVuSans-LICENSE.txt).
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 const SIZE: (u32, u32) = (1280, 640);
 
-const PALETTE: [RGBColor; 6] = [
+pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -35,7 +35,7 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(0, 0, 0),
 ];
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is compiled in; a parse failure would be a build defect, and plots would
@@ -44,7 +44,7 @@ fn register_font() {
     });
 }
 
-fn err(path: &Path, e: impl std::fmt::Debug) -> LoadgenError {
+pub(crate) fn err(path: &Path, e: impl std::fmt::Debug) -> LoadgenError {
     LoadgenError::results(path, format!("plot: {e:?}"))
 }
 
