@@ -52,6 +52,9 @@ enum Command {
         /// or etcd (started from `redis-server` / `etcd` on PATH).
         #[arg(long, value_name = "STORE")]
         target: Option<loadgen::scenario::StoreKind>,
+        /// Overrides the scenario's measured duration (seconds; replaces an operation count).
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
     },
     /// Compares a run with a baseline; exits 1 when efficiency or p99 regress beyond the
     /// tolerance.
@@ -139,6 +142,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             quiet,
             target,
+            duration,
         } => {
             let exe = std::env::current_exe().context("cannot find loadgen's own executable")?;
             let opts = RunOptions {
@@ -149,6 +153,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 quiet,
                 target,
+                duration_s: duration,
             };
             let rt = runtime()?;
             let cancel = Arc::new(AtomicBool::new(false));

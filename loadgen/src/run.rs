@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Runs the scenario against this store instead of the one it names (`--target`).
     pub target: Option<StoreKind>,
+    /// Overrides the measured duration, in seconds (`--duration`).
+    pub duration_s: Option<u64>,
 }
 
 /// What a finished run left.
@@ -75,6 +77,11 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
     }
     if let Some(seed) = opts.seed {
         scenario.run.seed = Some(seed);
+    }
+    if let Some(d) = opts.duration_s {
+        // Validated with the rest when the scenario is resolved.
+        scenario.run.duration_s = Some(d);
+        scenario.run.operations = None;
     }
     let fallback_seed = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
