@@ -1,7 +1,8 @@
 //! `loadgen report RUN_DIR...`: finished runs side by side, one row each (the store, ops/s,
 //! p50 / p99 / p99.9 latency, errors, efficiency against the echo measured in that run, and
 //! server CPU per operation when the run directory has a `nodes.csv`), as a table on stdout,
-//! a `comparison.csv` and one `comparison.png` (ops/s and latency percentiles per run).
+//! a `comparison.csv` and one `comparison.png` (ops/s and latency percentiles per run,
+//! coloured by store: kvstore blue, etcd green, Redis purple).
 //!
 //! Everything is read back from the run directories (`summary.csv`, `scenario.toml`,
 //! `nodes.csv`); nothing is re-measured, so rows taken on different days compare through their
@@ -171,45 +172,49 @@ pub fn write_csv(path: &Path, rows: &[RunRow]) -> Result<(), LoadgenError> {
     super::write_csv(path, rows.iter().cloned())
 }
 
-/// Draws `comparison.png`: ops/s per run (left) and p50 / p99 / p99.9 per run (right, log ms).
+/// Draws `comparison.png`: one horizontal bar per run, ops/s (left) and p50 / p99 / p99.9
+/// (right, log ms); runs are named on the left axis, coloured by store.
 pub fn plot(path: &Path, rows: &[RunRow]) -> Result<(), LoadgenError> {
     register_font();
     let n = rows.len().max(1);
-    let root = BitMapBackend::new(path, (1400, 640)).into_drawing_area();
+    let height = 140 + 46 * n as u32;
+    let root = BitMapBackend::new(path, (1500, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let (left, right) = root.split_horizontally(700);
-    let label = |x: &f64| -> String {
-        let i = x.round();
-        if (x - i).abs() > 0.01 || i < 0.0 {
+    let (left, right) = root.split_horizontally(820);
+    // Row i is drawn at y = n-1-i, so the first run is on top.
+    let y_of = |i: usize| (n - 1 - i) as f64;
+    let label = |y: &f64| -> String {
+        let k = y.round();
+        if (y - k).abs() > 0.01 || k < 0.0 || k as usize >= n {
             return String::new();
         }
-        rows.get(i as usize)
+        rows.get(n - 1 - k as usize)
             .map(|r| format!("{} ({})", r.scenario, r.store))
             .unwrap_or_default()
     };
-    let y_max = rows.iter().map(|r| r.ops_per_sec).fold(1.0, f64::max) * 1.15;
+    let x_max = rows.iter().map(|r| r.ops_per_sec).fold(1.0, f64::max) * 1.1;
+    let y_range = -0.6f64..(n as f64 - 0.4);
     let mut c = ChartBuilder::on(&left)
         .caption("throughput", (FAMILY, 24))
         .margin(16)
         .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.6f64..(n as f64 - 0.4), 0f64..y_max)
+        .y_label_area_size(300)
+        .build_cartesian_2d(0f64..x_max, y_range.clone())
         .map_err(|e| err(path, e))?;
     c.configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&label)
-        .x_label_style((FAMILY, 13))
-        .y_desc("successful operations per second")
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&label)
+        .x_desc("successful operations per second")
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
         .draw()
         .map_err(|e| err(path, e))?;
     c.draw_series(rows.iter().enumerate().map(|(i, r)| {
-        let color = store_color(&r.store);
+        let y = y_of(i);
         Rectangle::new(
-            [(i as f64 - 0.35, 0.0), (i as f64 + 0.35, r.ops_per_sec)],
-            color.filled(),
+            [(0.0, y - 0.35), (r.ops_per_sec, y + 0.35)],
+            store_color(&r.store).filled(),
         )
     }))
     .map_err(|e| err(path, e))?;
@@ -217,42 +222,41 @@ pub fn plot(path: &Path, rows: &[RunRow]) -> Result<(), LoadgenError> {
         .iter()
         .map(|r| r.p999_us as f64 / 1000.0)
         .fold(1.0, f64::max)
-        * 2.0;
+        // Room on the right for the legend.
+        * 4.0;
     let lat_min = rows
         .iter()
         .map(|r| (r.p50_us as f64 / 1000.0).max(0.01))
         .fold(lat_max, f64::min)
         / 2.0;
     let mut c = ChartBuilder::on(&right)
-        .caption("latency (from intended start)", (FAMILY, 24))
+        .caption("latency from intended start", (FAMILY, 24))
         .margin(16)
         .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.6f64..(n as f64 - 0.4), (lat_min..lat_max).log_scale())
+        .y_label_area_size(10)
+        .build_cartesian_2d((lat_min..lat_max).log_scale(), y_range)
         .map_err(|e| err(path, e))?;
     c.configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&label)
-        .x_label_style((FAMILY, 13))
-        .y_desc("ms (log scale)")
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc("ms (log scale)")
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
         .draw()
         .map_err(|e| err(path, e))?;
     let marks: [Mark; 3] = [
-        ("p50", |r| r.p50_us, -0.22),
+        ("p50", |r| r.p50_us, 0.25),
         ("p99", |r| r.p99_us, 0.0),
-        ("p99.9", |r| r.p999_us, 0.22),
+        ("p99.9", |r| r.p999_us, -0.25),
     ];
-    for (k, (name, get, dx)) in marks.iter().enumerate() {
-        let color = PALETTE[k + 1];
+    for (k, (name, get, dy)) in marks.iter().enumerate() {
+        let color = [PALETTE[1], PALETTE[4], PALETTE[5]][k];
         c.draw_series(rows.iter().enumerate().map(|(i, r)| {
-            let x = i as f64 + dx;
+            let y = y_of(i) + dy;
             Rectangle::new(
                 [
-                    (x - 0.1, lat_min),
-                    (x + 0.1, (get(r) as f64 / 1000.0).max(lat_min)),
+                    (lat_min, y - 0.1),
+                    ((get(r) as f64 / 1000.0).max(lat_min), y + 0.1),
                 ],
                 color.filled(),
             )
@@ -262,6 +266,7 @@ pub fn plot(path: &Path, rows: &[RunRow]) -> Result<(), LoadgenError> {
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
     c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font((FAMILY, 14))
