@@ -351,3 +351,51 @@ fn a_missing_peer_binary_names_the_package_to_install() {
         );
     }
 }
+
+#[test]
+fn a_running_redis_named_by_endpoints_is_driven_and_recorded_without_being_launched() {
+    if !have("redis-server", "redis-server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Started here, not by loadgen: the scenario only names its address.
+    let cluster = PeerCluster::start(&spec(StoreKind::Redis, 1, "never"), dir.path()).unwrap();
+    let ep = cluster.endpoints();
+    rt().block_on(wait_ready(StoreKind::Redis, &ep, READY))
+        .unwrap();
+    let scenario = format!(
+        "[cluster]\nkind = \"redis\"\nendpoints = [\"{}\"]\nreplication = 1\nread_quorum = 1\nwrite_quorum = 1\n\
+         [workload]\nrecord_count = 50\nread = 0.5\nupdate = 0.5\nvalue_size = 64\n\
+         [run]\nduration_s = 2\necho_s = 0\nseed = 3\nrecord_history = true\n",
+        ep[0]
+    );
+    let out = run_loadgen(dir.path(), &scenario, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(dir.path().join("results/s"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(!run.join("nodes").exists(), "nothing was launched");
+    let reader = HistoryReader::new(std::fs::File::open(run.join("history.csv")).unwrap()).unwrap();
+    let report = check(reader, &CheckConfig::default()).unwrap();
+    assert!(report.violations().is_empty(), "{}", report.render_text(5));
+    assert_eq!(
+        report.summary.keys_verified,
+        50,
+        "{}",
+        report.render_text(0)
+    );
+    // The server loadgen did not start is still running.
+    let d = rt().block_on(RedisDriver::connect(
+        &ep,
+        RedisOptions::for_spec(&spec(StoreKind::Redis, 1, "never"), TIMEOUT),
+    ));
+    assert!(d.is_ok());
+}
