@@ -15,7 +15,7 @@
 //! Reads go to the primary, which makes them linearizable while it lives.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kvstore_client::Version;
@@ -26,6 +26,11 @@ use super::OpReport;
 use super::outcome::{Failure, classify};
 use super::store::Store;
 use crate::scenario::ClusterSpec;
+
+/// Shortest time between two connection attempts of one client after a failed one: while the
+/// primary is down, each request still fails (as unavailable) instead of queueing, but the
+/// clients do not spin on `connect` as fast as the kernel refuses them.
+const RECONNECT_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The key holding the store-wide version counter.
 pub const CLOCK_KEY: &str = "loadgen:clock";
@@ -78,6 +83,8 @@ pub struct RedisDriver {
     client: redis::Client,
     config: AsyncConnectionConfig,
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// When the last connection attempt failed.
+    failed_at: Mutex<Option<Instant>>,
     opts: RedisOptions,
     put: Script,
     delete: Script,
@@ -142,6 +149,7 @@ impl RedisDriver {
             client,
             config,
             conn: Mutex::new(Some(conn)),
+            failed_at: Mutex::new(None),
             opts,
             put: Script::new(PUT),
             delete: Script::new(DELETE),
@@ -163,13 +171,25 @@ impl RedisDriver {
         if let Some(c) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(c.clone());
         }
-        let c = self
+        let last = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = last {
+            tokio::time::sleep_until((t + RECONNECT_INTERVAL).into()).await;
+        }
+        match self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
-            .map_err(|_| Failure::NotSent)?;
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
-        Ok(c)
+        {
+            Ok(c) => {
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                Ok(c)
+            }
+            Err(_) => {
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                Err(Failure::NotSent)
+            }
+        }
     }
 
     /// Classifies `e`, dropping the connection when it may be broken so the next request
