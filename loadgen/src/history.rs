@@ -7,6 +7,10 @@
 //! run touched, a read through the cluster and a direct read of each of the key's replicas
 //! (`LocalRead`, no repair), which the checker uses to verify convergence.
 //!
+//! For a peer store (Redis, etcd), [`peer_final_reads`] does the same through its driver: a
+//! read as clients read, then a read of each member alone (Redis: the primary and each
+//! replica; etcd: a serializable read of each member).
+//!
 //! Quiescing the cluster before the final reads (healing faults, waiting for hints to drain) is
 //! the run's job; this module only records.
 
@@ -23,6 +27,7 @@ use kvstore_checker::value_id;
 use kvstore_client::{Client, ErrorKind, ReadOptions};
 
 use crate::LoadgenError;
+use crate::driver::store::{Store, StoreExecutor};
 use crate::driver::{OpObserver, OpReport};
 use crate::generator::{Op, OpKind};
 
@@ -343,6 +348,75 @@ pub async fn final_reads(
                 ),
             };
             rec.write(&record);
+        }
+        progress.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// One final read of `key` from what a driver reported (`replica`: the member read alone).
+fn final_record(
+    rec: &HistoryRecorder,
+    key: &str,
+    r: &OpReport,
+    (t0, t1): (Instant, Instant),
+    replica: Option<String>,
+) -> Record {
+    let value = r.read_value.as_ref().and_then(|v| v.as_ref());
+    rec.read_record(
+        rec.next_id(),
+        u32::MAX,
+        r.coordinator.clone(),
+        HKind::FinalRead,
+        key,
+        value,
+        r.version,
+        r.expires_at_ms,
+        outcome(&r.outcome),
+        t0,
+        t1,
+        replica,
+    )
+}
+
+/// Appends final reads of `keys` from a peer store: one through the store as clients read it,
+/// then one of every member directly. kvstore's are [`final_reads`].
+pub async fn peer_final_reads(
+    rec: &HistoryRecorder,
+    exec: &StoreExecutor,
+    keys: impl Iterator<Item = String>,
+    progress: &AtomicU64,
+) -> Result<(), LoadgenError> {
+    let timed = |t0: Instant, r: OpReport| (r, (t0, Instant::now()));
+    for key in keys {
+        let t0 = Instant::now();
+        let (r, t) = match exec {
+            StoreExecutor::Redis(d) => timed(t0, d.get(&key).await),
+            StoreExecutor::Etcd(d) => timed(t0, d.get(&key).await),
+            StoreExecutor::Kv(_) => {
+                return Err(LoadgenError::History(
+                    "kvstore final reads go through final_reads".into(),
+                ));
+            }
+        };
+        rec.write(&final_record(rec, &key, &r, t, None));
+        match exec {
+            StoreExecutor::Redis(d) => {
+                let members = std::iter::once(d.primary().to_string()).chain(d.replicas().to_vec());
+                for addr in members {
+                    let t0 = Instant::now();
+                    let (r, t) = timed(t0, d.get_at(&addr, &key).await);
+                    rec.write(&final_record(rec, &key, &r, t, Some(addr)));
+                }
+            }
+            StoreExecutor::Etcd(d) => {
+                for (i, addr) in d.endpoints().iter().enumerate() {
+                    let t0 = Instant::now();
+                    let (r, t) = timed(t0, d.get_at(i, &key).await);
+                    rec.write(&final_record(rec, &key, &r, t, Some(addr.clone())));
+                }
+            }
+            StoreExecutor::Kv(_) => {}
         }
         progress.fetch_add(1, Ordering::Relaxed);
     }

@@ -10,9 +10,13 @@
 //! regressions against a baseline. [`resources`] samples every node's CPU and memory beside the
 //! run.
 //!
+//! The same scenarios run against Redis and etcd (`[cluster] kind`, `loadgen run --target`):
+//! [`driver::store`] is the one driver interface, [`cluster::peers`] launches the peers, and
+//! [`results::side_by_side`] (`loadgen report`) puts runs of any store next to each other.
+//!
 //! Deliberately not here: anything about how a node works inside. loadgen drives servers as
 //! separate processes exactly as a user would, and talks to them only through
-//! `kvstore_client::Client` and the wire contract.
+//! `kvstore_client::Client` and the wire contract (and to peers through their own protocols).
 
 pub mod cluster;
 pub mod compare;

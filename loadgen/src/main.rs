@@ -1,7 +1,7 @@
 //! `loadgen`: runs a scenario against kvstore (launching its own local cluster unless the
 //! scenario names endpoints) and leaves its results under `results/<scenario>/<UTC time>/`.
 //!
-//! Subcommands: `run`, `compare`, `check` (validate scenarios), `selftest` (loadgen's own
+//! Subcommands: `run`, `compare`, `report` (runs side by side, any store), `check` (validate scenarios), `selftest` (loadgen's own
 //! ceiling), and two hidden ones it starts itself: `node <kvstore-server flags>` (a cluster node
 //! from the linked server library, so a fresh clone needs only this binary) and `echo-server`
 //! (the gRPC ceiling's server).
@@ -57,6 +57,13 @@ enum Command {
         /// TLS: the private key of --cert.
         #[arg(long, value_name = "FILE", requires = "cert")]
         key: Option<PathBuf>,
+        /// Runs the scenario against this store instead of the one it names: kvstore, redis
+        /// or etcd (started from `redis-server` / `etcd` on PATH).
+        #[arg(long, value_name = "STORE")]
+        target: Option<loadgen::scenario::StoreKind>,
+        /// Overrides the scenario's measured duration (seconds; replaces an operation count).
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
     },
     /// Compares a run with a baseline; exits 1 when efficiency or p99 regress beyond the
     /// tolerance.
@@ -72,6 +79,16 @@ enum Command {
         /// either run has no echo) [default: --tolerance].
         #[arg(long)]
         p99_tolerance: Option<String>,
+    },
+    /// Shows finished runs side by side (ops/s, p50, p99, p99.9, errors, efficiency, server
+    /// CPU per operation when the run has a nodes.csv) and draws one comparison plot.
+    Report {
+        /// Run directories (or scenario directories: their newest run).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where comparison.csv and comparison.png go.
+        #[arg(long, default_value = "results/comparison")]
+        out: PathBuf,
     },
     /// Validates scenario files without running them.
     Check {
@@ -136,6 +153,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             ca,
             cert,
             key,
+            target,
+            duration,
         } => {
             let exe = std::env::current_exe().context("cannot find loadgen's own executable")?;
             let tls = match (&ca, &cert) {
@@ -154,6 +173,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 quiet,
                 tls,
+                target,
+                duration_s: duration,
             };
             let rt = runtime()?;
             let cancel = Arc::new(AtomicBool::new(false));
@@ -197,6 +218,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::from(1))
             }
+        }
+        Command::Report { runs, out } => {
+            use loadgen::results::side_by_side;
+            let rows = runs
+                .iter()
+                .map(|r| side_by_side::load(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            side_by_side::write_csv(&out.join("comparison.csv"), &rows)?;
+            side_by_side::plot(&out.join("comparison.png"), &rows)?;
+            print!("{}", side_by_side::table(&rows));
+            println!(
+                "\n{}\n{}",
+                out.join("comparison.csv").display(),
+                out.join("comparison.png").display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { scenarios } => {
             let mut bad = 0;

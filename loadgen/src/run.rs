@@ -12,17 +12,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::LoadgenError;
+use crate::cluster::Launched;
 use crate::cluster::faults::{FaultLog, FaultTarget, run_timeline};
 use crate::cluster::launcher::{LocalCluster, ServerProgram, wait_formed};
-use crate::driver::kv::KvExecutor;
+use crate::cluster::peers::{self, PeerCluster};
+use crate::driver::store::StoreExecutor;
 use crate::driver::{DriveSpec, OpObserver, Stop, drive, load, reported_kinds};
 use crate::echo::{Ceiling, measure_ceiling};
 use crate::generator::{KeySpace, OpGenerator, ValuePool};
-use crate::history::{HistoryRecorder, final_reads};
+use crate::history::{HistoryRecorder, final_reads, peer_final_reads};
 use crate::measure::Aggregate;
 use crate::resources::{Sampling, Source};
 use crate::results::{self, RunResults};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, StoreKind};
 use crate::status::{StatusLine, run_status};
 
 /// How long the cluster may take to form (first start) or to quiesce (history).
@@ -46,6 +48,10 @@ pub struct RunOptions {
     pub quiet: bool,
     /// TLS to an existing cluster (`endpoints`): `--ca`, `--cert`, `--key`.
     pub tls: Option<kvstore_client::ClientTls>,
+    /// Runs the scenario against this store instead of the one it names (`--target`).
+    pub target: Option<StoreKind>,
+    /// Overrides the measured duration, in seconds (`--duration`).
+    pub duration_s: Option<u64>,
 }
 
 /// What a finished run left.
@@ -69,8 +75,16 @@ fn now_unix() -> u64 {
 /// Runs the scenario; `cancel` is set by Ctrl-C.
 pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcome, LoadgenError> {
     let mut scenario = Scenario::load(&opts.scenario)?;
+    if let Some(kind) = opts.target {
+        scenario = scenario.retarget(kind, &opts.scenario)?;
+    }
     if let Some(seed) = opts.seed {
         scenario.run.seed = Some(seed);
+    }
+    if let Some(d) = opts.duration_s {
+        // Validated with the rest when the scenario is resolved.
+        scenario.run.duration_s = Some(d);
+        scenario.run.operations = None;
     }
     let fallback_seed = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -119,7 +133,18 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
     check_cancel(&cancel)?;
 
     // 2. The cluster.
-    let (cluster, endpoints) = if scenario.cluster.is_local() {
+    let kind = scenario.cluster.kind;
+    let (cluster, endpoints) = if scenario.cluster.is_local() && kind != StoreKind::Kvstore {
+        let c = PeerCluster::start(&scenario.cluster, &dir.join("nodes"))?;
+        let endpoints = c.endpoints();
+        status.println(&format!(
+            "cluster: {} {} members at {}",
+            endpoints.len(),
+            kind.name(),
+            endpoints.join(" ")
+        ));
+        (Some(Launched::Peer(Arc::new(Mutex::new(c)))), endpoints)
+    } else if scenario.cluster.is_local() {
         let program = match &opts.server_bin {
             Some(bin) => ServerProgram::Binary(bin.clone()),
             None => ServerProgram::SelfExec(opts.exe.clone()),
@@ -131,7 +156,7 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
             endpoints.len(),
             endpoints.join(" ")
         ));
-        (Some(Arc::new(Mutex::new(c))), endpoints)
+        (Some(Launched::Kv(Arc::new(Mutex::new(c)))), endpoints)
     } else {
         (None, scenario.cluster.endpoints.clone())
     };
@@ -146,17 +171,22 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
     .map(|source| Sampling::start(&dir.join("nodes.csv"), source))
     .transpose()?;
     let tls = match &cluster {
-        Some(c) => c.lock().unwrap_or_else(|p| p.into_inner()).client_tls()?,
+        Some(Launched::Kv(c)) => c.lock().unwrap_or_else(|p| p.into_inner()).client_tls()?,
+        Some(Launched::Peer(_)) => None,
         None => opts.tls.clone(),
     };
     let formed = tokio::select! {
-        r = wait_formed(&endpoints, FORM_TIMEOUT, false, tls.as_ref()) => r,
+        r = ready(kind, &endpoints, tls.as_ref()) => r,
         _ = wait_cancel(&cancel) => Err(LoadgenError::Interrupted),
     };
     if let Err(e) = formed {
         return Err(with_logs(e, cluster.as_ref()));
     }
-    status.println("cluster: ring formed, every member up");
+    status.println(match kind {
+        StoreKind::Kvstore => "cluster: ring formed, every member up",
+        StoreKind::Redis => "cluster: redis primary up, every replica linked",
+        StoreKind::Etcd => "cluster: etcd has a leader and serves linearizable reads",
+    });
     let outcome = drive_and_report(
         &scenario,
         seed,
@@ -170,7 +200,7 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         cancel.clone(),
     )
     .await;
-    if let Some(c) = &cluster {
+    if let Some(Launched::Kv(c)) = &cluster {
         save_metrics(c, &dir.join("nodes"), &status).await;
     }
     // Stop every node now (also on error), before measuring the ceiling again and plotting.
@@ -239,6 +269,18 @@ fn check_cancel(cancel: &AtomicBool) -> Result<(), LoadgenError> {
     }
 }
 
+/// Waits until the store at `endpoints` serves every member.
+async fn ready(
+    kind: StoreKind,
+    endpoints: &[String],
+    tls: Option<&kvstore_client::ClientTls>,
+) -> Result<(), LoadgenError> {
+    match kind {
+        StoreKind::Kvstore => wait_formed(endpoints, FORM_TIMEOUT, false, tls).await,
+        peer => peers::wait_ready(peer, endpoints, FORM_TIMEOUT).await,
+    }
+}
+
 async fn wait_cancel(cancel: &AtomicBool) {
     while !cancel.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -247,9 +289,8 @@ async fn wait_cancel(cancel: &AtomicBool) {
 
 /// Adds the tail of the first node log to a cluster error, so a node that would not start says
 /// why.
-fn with_logs(e: LoadgenError, cluster: Option<&Arc<Mutex<LocalCluster>>>) -> LoadgenError {
+fn with_logs(e: LoadgenError, cluster: Option<&Launched>) -> LoadgenError {
     let Some(c) = cluster else { return e };
-    let c = c.lock().unwrap_or_else(|p| p.into_inner());
     let log = c.log_path(0);
     let tail = std::fs::read_to_string(&log)
         .map(|t| {
@@ -279,7 +320,7 @@ async fn drive_and_report(
     dir: &Path,
     ceiling: Option<Ceiling>,
     endpoints: &[String],
-    cluster: Option<Arc<Mutex<LocalCluster>>>,
+    cluster: Option<Launched>,
     sampling: Option<Sampling>,
     tls: Option<kvstore_client::ClientTls>,
     status: Arc<StatusLine>,
@@ -289,10 +330,9 @@ async fn drive_and_report(
     let w = &scenario.workload;
     let timeout = Duration::from_millis(run.request_timeout_ms);
     let mut executors = Vec::with_capacity(run.clients as usize);
-    for _ in 0..run.clients {
-        let e = KvExecutor::connect(endpoints, timeout, tls.clone())
-            .await
-            .map_err(|e| LoadgenError::Cluster(format!("client cannot connect: {e}")))?;
+    for c in 0..run.clients {
+        let e =
+            StoreExecutor::connect(&scenario.cluster, endpoints, c, timeout, tls.clone()).await?;
         executors.push(Arc::new(e));
     }
     let pool = ValuePool::new(w.value_size.max() as usize, seed);
@@ -355,7 +395,8 @@ async fn drive_and_report(
     let agg = Arc::new(Aggregate::new(origin));
     let fault_log = Arc::new(FaultLog::new(endpoints.len()));
     let target = match &cluster {
-        Some(c) => FaultTarget::Local(c.clone()),
+        Some(Launched::Kv(c)) => FaultTarget::Local(c.clone()),
+        Some(Launched::Peer(c)) => FaultTarget::Peers(c.clone()),
         None => FaultTarget::Commands {
             commands: scenario.cluster.fault_commands.clone(),
             endpoints: endpoints.to_vec(),
@@ -457,9 +498,9 @@ async fn drive_and_report(
 #[allow(clippy::too_many_arguments)]
 async fn finish_history(
     h: &HistoryRecorder,
-    exec: &KvExecutor,
+    exec: &StoreExecutor,
     endpoints: &[String],
-    cluster: Option<&Arc<Mutex<LocalCluster>>>,
+    cluster: Option<&Launched>,
     tls: Option<&kvstore_client::ClientTls>,
     keys: u64,
     w: &crate::scenario::WorkloadSpec,
@@ -467,19 +508,48 @@ async fn finish_history(
     cancel: &AtomicBool,
 ) -> Result<(), LoadgenError> {
     if let Some(c) = cluster {
-        c.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .heal()
+        c.heal()
             .map_err(|e| LoadgenError::History(format!("cannot heal the cluster: {e}")))?;
     }
-    status.println(
-        "history: quiescing (faults healed, waiting for every member up and hints drained)",
-    );
-    wait_formed(endpoints, QUIESCE_TIMEOUT, true, tls).await?;
-    check_cancel(cancel)?;
-    status.println(&format!("history: final reads of {keys} keys"));
     let space = KeySpace::new(keys, &w.key_prefix);
     let progress = AtomicU64::new(0);
-    final_reads(h, exec.client(), (0..keys).map(|i| space.key(i)), &progress).await?;
+    let keys_iter = (0..keys).map(|i| space.key(i));
+    match exec {
+        StoreExecutor::Kv(kv) => {
+            status.println(
+                "history: quiescing (faults healed, waiting for every member up and hints drained)",
+            );
+            wait_formed(endpoints, QUIESCE_TIMEOUT, true, tls).await?;
+            check_cancel(cancel)?;
+            status.println(&format!("history: final reads of {keys} keys"));
+            final_reads(h, kv.client(), keys_iter, &progress).await?;
+        }
+        peer => {
+            status.println(
+                "history: quiescing (faults healed, waiting for every member to catch up)",
+            );
+            quiesce_peer(peer, endpoints).await?;
+            check_cancel(cancel)?;
+            status.println(&format!("history: final reads of {keys} keys"));
+            peer_final_reads(h, peer, keys_iter, &progress).await?;
+        }
+    }
     h.finish()
+}
+
+/// A healed peer is ready again and every member holds every acknowledged write it will get.
+async fn quiesce_peer(exec: &StoreExecutor, endpoints: &[String]) -> Result<(), LoadgenError> {
+    match exec {
+        StoreExecutor::Kv(_) => wait_formed(endpoints, QUIESCE_TIMEOUT, true, None).await,
+        StoreExecutor::Redis(r) => {
+            peers::wait_ready(StoreKind::Redis, endpoints, QUIESCE_TIMEOUT).await?;
+            r.wait_replicated(QUIESCE_TIMEOUT)
+                .await
+                .map_err(LoadgenError::History)
+        }
+        StoreExecutor::Etcd(_) => {
+            peers::wait_ready(StoreKind::Etcd, endpoints, QUIESCE_TIMEOUT).await?;
+            peers::etcd_quiesce(endpoints, QUIESCE_TIMEOUT).await
+        }
+    }
 }

@@ -222,3 +222,60 @@ fn every_shipped_scenario_is_valid() {
     }
     assert!(n >= 20, "only {n} scenarios shipped");
 }
+
+#[test]
+fn peer_stores_refuse_what_they_cannot_do() {
+    let etcd_ttl = BASE
+        .replace("[cluster]", "[cluster]\nkind = \"etcd\"")
+        .replace("update = 0.5", "update = 0.5\nttl_share = 0.1");
+    let (field, why) = refuse(&etcd_ttl);
+    assert_eq!(field, "workload.ttl_share");
+    assert!(why.contains("leases"), "{why}");
+
+    let redis_partial = BASE
+        .replace("[cluster]", "[cluster]\nkind = \"redis\"")
+        .replace("replication = 3", "replication = 2");
+    let (field, why) = refuse(&redis_partial);
+    assert_eq!(field, "cluster.replication");
+    assert!(why.contains("every key on every node"), "{why}");
+
+    let unknown = BASE.replace("[cluster]", "[cluster]\nkind = \"cassandra\"");
+    let (field, _) = refuse(&unknown);
+    assert_eq!(field, "cluster.kind");
+}
+
+#[test]
+fn retargeting_renames_and_revalidates() {
+    use loadgen::scenario::StoreKind;
+    let path = Path::new("scenarios/x.toml");
+    let s = Scenario::parse(path, BASE).unwrap();
+    let r = s.clone().retarget(StoreKind::Redis, path).unwrap();
+    assert_eq!(r.cluster.kind, StoreKind::Redis);
+    assert_eq!(r.name, "x-redis");
+    assert_eq!(s.clone().retarget(StoreKind::Kvstore, path).unwrap(), s);
+
+    let ttl = Scenario::parse(
+        path,
+        &BASE.replace("update = 0.5", "update = 0.5\nttl_share = 0.1"),
+    )
+    .unwrap();
+    match ttl.retarget(StoreKind::Etcd, path) {
+        Err(LoadgenError::Scenario { field, why, .. }) => {
+            assert_eq!(field, "workload.ttl_share");
+            assert!(why.contains("--target etcd"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let remote = Scenario::parse(
+        path,
+        &BASE.replace(
+            "[cluster]",
+            "[cluster]\nendpoints = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]",
+        ),
+    )
+    .unwrap();
+    assert!(matches!(
+        remote.retarget(StoreKind::Etcd, path),
+        Err(LoadgenError::Scenario { field, .. }) if field == "cluster.endpoints"
+    ));
+}

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::launcher::LocalCluster;
+use super::peers::PeerCluster;
 use crate::results::FaultEvent;
 use crate::scenario::{FaultAction, FaultCommands, FaultSpec, NodeState};
 
@@ -19,6 +20,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum FaultTarget {
     /// Signals to loadgen's own node processes.
     Local(Arc<Mutex<LocalCluster>>),
+    /// Signals to the peer store's members loadgen started.
+    Peers(Arc<Mutex<PeerCluster>>),
     /// Shell commands for an existing cluster.
     Commands {
         /// The commands.
@@ -92,6 +95,15 @@ impl FaultLog {
 async fn apply(target: &FaultTarget, action: FaultAction, node: u32) -> Result<(), String> {
     match target {
         FaultTarget::Local(cluster) => {
+            let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
+            match action {
+                FaultAction::Kill => c.kill(node),
+                FaultAction::Restart => c.restart(node),
+                FaultAction::Pause => c.pause(node),
+                FaultAction::Resume => c.resume(node),
+            }
+        }
+        FaultTarget::Peers(cluster) => {
             let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
             match action {
                 FaultAction::Kill => c.kill(node),

@@ -1,8 +1,51 @@
 //! The cluster under test: a [`launcher::LocalCluster`] of node processes, or the endpoints of
 //! an existing cluster; and the [`faults`] timeline that kills, restarts, pauses and resumes
 //! nodes mid-run. The processes themselves are [`kvstore_server::process::ChildProcess`]es
-//! (killed on drop, signalled by PID only), shared with the integration tests.
+//! (killed on drop, signalled by PID only), shared with the integration tests. [`peers`]
+//! launches Redis and etcd the same way, and [`Launched`] is whichever a run started.
 
 pub mod faults;
 pub mod launcher;
 pub mod partition;
+pub mod peers;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use launcher::LocalCluster;
+use peers::PeerCluster;
+
+/// The processes loadgen launched for a run: kvstore nodes, or a peer store's members.
+#[derive(Debug, Clone)]
+pub enum Launched {
+    /// kvstore nodes.
+    Kv(Arc<Mutex<LocalCluster>>),
+    /// Redis or etcd members.
+    Peer(Arc<Mutex<PeerCluster>>),
+}
+
+impl Launched {
+    /// Heals every fault (resume paused, restart killed).
+    pub fn heal(&self) -> Result<(), String> {
+        match self {
+            Self::Kv(c) => c.lock().unwrap_or_else(|p| p.into_inner()).heal(),
+            Self::Peer(c) => c.lock().unwrap_or_else(|p| p.into_inner()).heal(),
+        }
+    }
+
+    /// Node `i`'s log file.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        match self {
+            Self::Kv(c) => c.lock().unwrap_or_else(|p| p.into_inner()).log_path(i),
+            Self::Peer(c) => c.lock().unwrap_or_else(|p| p.into_inner()).log_path(i),
+        }
+    }
+
+    /// Every node's PID, `None` while it is not running.
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        match self {
+            Self::Kv(c) => c.lock().unwrap_or_else(|p| p.into_inner()).pids(),
+            Self::Peer(c) => c.lock().unwrap_or_else(|p| p.into_inner()).pids(),
+        }
+    }
+}

@@ -1,10 +1,13 @@
-//! The kvstore executor: one [`kvstore_client::Client`] per loadgen client, so every client has
-//! its own connections, exactly as independent applications would.
+//! The kvstore driver: one [`kvstore_client::Client`] per loadgen client, so every client has
+//! its own connections, exactly as independent applications would. The client already tells
+//! a definite failure from an unknown outcome, so its error kinds are reported as they are.
 
+use bytes::Bytes;
 use kvstore_client::{Client, ClientConfig, ClientError, ReadOptions, WriteOptions};
 
+use super::store::{Store, execute_on};
 use super::{Executor, OpReport};
-use crate::generator::{Op, OpKind};
+use crate::generator::Op;
 
 /// Sends operations to a kvstore cluster through one client.
 #[derive(Debug, Clone)]
@@ -35,65 +38,42 @@ impl KvExecutor {
     }
 }
 
-impl Executor for KvExecutor {
-    async fn execute(&self, op: &Op) -> OpReport {
-        let write = WriteOptions {
-            ttl_ms: op.ttl_ms,
+impl Store for KvExecutor {
+    async fn get(&self, key: &str) -> OpReport {
+        match self.client.get(key, ReadOptions::default()).await {
+            Ok(r) => OpReport {
+                outcome: Ok(()),
+                read_value: Some(r.value),
+                version: r.version,
+                coordinator: r.coordinator,
+                expires_at_ms: r.expires_at_ms,
+                read_version: None,
+            },
+            Err(e) => OpReport::failed(e.kind()),
+        }
+    }
+
+    async fn put(&self, key: &str, value: Bytes, ttl_ms: Option<u64>) -> OpReport {
+        let opts = WriteOptions {
+            ttl_ms,
             ..WriteOptions::default()
         };
-        match op.kind {
-            OpKind::Read => read(&self.client, &op.key).await,
-            OpKind::Update | OpKind::Insert => {
-                put(
-                    &self.client,
-                    &op.key,
-                    op.value.clone().unwrap_or_default(),
-                    write,
-                )
-                .await
-            }
-            OpKind::Delete => match self.client.delete(&op.key, write).await {
-                Ok(r) => OpReport::written(r.version, r.coordinator),
-                Err(e) => OpReport::failed(e.kind()),
-            },
-            OpKind::ReadModifyWrite => {
-                let r = read(&self.client, &op.key).await;
-                if r.outcome.is_err() {
-                    return r;
-                }
-                let mut w = put(
-                    &self.client,
-                    &op.key,
-                    op.value.clone().unwrap_or_default(),
-                    write,
-                )
-                .await;
-                w.read_value = r.read_value;
-                w.read_version = r.version;
-                w.expires_at_ms = r.expires_at_ms;
-                w
-            }
+        match self.client.put(key, value, opts).await {
+            Ok(r) => OpReport::written(r.version, r.coordinator),
+            Err(e) => OpReport::failed(e.kind()),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> OpReport {
+        match self.client.delete(key, WriteOptions::default()).await {
+            Ok(r) => OpReport::written(r.version, r.coordinator),
+            Err(e) => OpReport::failed(e.kind()),
         }
     }
 }
 
-async fn read(client: &Client, key: &str) -> OpReport {
-    match client.get(key, ReadOptions::default()).await {
-        Ok(r) => OpReport {
-            outcome: Ok(()),
-            read_value: Some(r.value),
-            version: r.version,
-            coordinator: r.coordinator,
-            expires_at_ms: r.expires_at_ms,
-            read_version: None,
-        },
-        Err(e) => OpReport::failed(e.kind()),
-    }
-}
-
-async fn put(client: &Client, key: &str, value: bytes::Bytes, opts: WriteOptions) -> OpReport {
-    match client.put(key, value, opts).await {
-        Ok(r) => OpReport::written(r.version, r.coordinator),
-        Err(e) => OpReport::failed(e.kind()),
+impl Executor for KvExecutor {
+    async fn execute(&self, op: &Op) -> OpReport {
+        execute_on(self, op).await
     }
 }

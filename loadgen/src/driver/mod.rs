@@ -12,11 +12,16 @@
 //! unbounded requests. (The tokio timer's 1 ms granularity can add up to ~1 ms to open-loop
 //! latencies; that is the cost of sleeping instead of spinning.)
 //!
-//! Everything the driver talks to is an [`Executor`]: the kvstore client ([`kv::KvExecutor`]),
-//! or the gRPC echo service for the ceiling. The driver itself knows nothing about gRPC.
+//! Everything the driver talks to is an [`Executor`]: a store through its [`store::Store`]
+//! driver ([`store::StoreExecutor`]: kvstore's client, [`redis`] or [`etcd`]), or the gRPC echo
+//! service for the ceiling. The drive loop itself knows nothing about any store or protocol.
 
+pub mod etcd;
 pub mod kv;
+pub mod outcome;
+pub mod redis;
 pub mod schedule;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;

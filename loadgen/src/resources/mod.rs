@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::LoadgenError;
-use crate::cluster::launcher::LocalCluster;
+use crate::cluster::Launched;
 use kvstore_server::metrics::procfs;
 
 /// How often every node is sampled.
@@ -55,7 +55,7 @@ pub struct NodeRow {
 #[derive(Debug, Clone)]
 pub enum Source {
     /// `/proc` of the processes loadgen launched.
-    Local(Arc<Mutex<LocalCluster>>),
+    Local(Launched),
     /// `GET /metrics` of each node of an existing cluster, in node order.
     Metrics(Vec<String>),
 }
@@ -107,7 +107,7 @@ impl Sampler {
     pub async fn sample_now(&self) -> f64 {
         let readings: Vec<(u32, Reading)> = match &self.source {
             Source::Local(cluster) => {
-                let pids = cluster.lock().unwrap_or_else(|p| p.into_inner()).pids();
+                let pids = cluster.pids();
                 pids.into_iter()
                     .enumerate()
                     .filter_map(|(i, pid)| {

@@ -20,6 +20,7 @@ pub mod hdrlog;
 pub mod phases;
 pub mod plots;
 pub mod report;
+pub mod side_by_side;
 pub mod summary;
 pub mod timeseries;
 

@@ -26,7 +26,9 @@ pub fn render(r: &RunResults, phases: &[Phase], dir: Option<&Path>) -> String {
     let _ = writeln!(
         o,
         "[CONFIG], Cluster, {}",
-        if s.cluster.is_local() {
+        if s.cluster.kind != crate::scenario::StoreKind::Kvstore {
+            crate::cluster::peers::describe(&s.cluster)
+        } else if s.cluster.is_local() {
             format!(
                 "{} local nodes, N={} R={} W={}, fsync {}",
                 s.cluster.nodes,

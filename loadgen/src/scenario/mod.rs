@@ -54,7 +54,12 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSpec {
-    /// Nodes loadgen launches (1..=16). Ignored when `endpoints` is set.
+    /// The store under test: kvstore, or a peer (`redis`, `etcd`) driven with the same
+    /// workload for comparison. Defaults to kvstore.
+    #[serde(skip_serializing_if = "StoreKind::is_kvstore")]
+    pub kind: StoreKind,
+    /// Nodes loadgen launches (1..=16). Ignored when `endpoints` is set. For Redis: one
+    /// primary and `nodes - 1` replicas; for etcd: the member count.
     pub nodes: u32,
     /// Replication factor N (1..=nodes).
     pub replication: u32,
@@ -92,6 +97,7 @@ pub struct ClusterSpec {
 impl Default for ClusterSpec {
     fn default() -> Self {
         Self {
+            kind: StoreKind::Kvstore,
             nodes: 3,
             replication: 3,
             read_quorum: 2,
@@ -119,6 +125,49 @@ impl ClusterSpec {
             self.nodes
         } else {
             self.endpoints.len() as u32
+        }
+    }
+}
+
+/// Which store a scenario drives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// kvstore itself.
+    #[default]
+    Kvstore,
+    /// Redis: one primary (`redis-server`), optionally with replicas and `WAIT`.
+    Redis,
+    /// etcd v3 (Raft): a cluster of members.
+    Etcd,
+}
+
+impl StoreKind {
+    /// The lowercase name used in files, flags and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kvstore => "kvstore",
+            Self::Redis => "redis",
+            Self::Etcd => "etcd",
+        }
+    }
+
+    fn is_kvstore(&self) -> bool {
+        *self == Self::Kvstore
+    }
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "kvstore" => Ok(Self::Kvstore),
+            "redis" => Ok(Self::Redis),
+            "etcd" => Ok(Self::Etcd),
+            other => Err(format!(
+                "unknown store {other:?}: expected kvstore, redis or etcd"
+            )),
         }
     }
 }
@@ -412,6 +461,35 @@ impl Scenario {
             file: path.to_path_buf(),
             field,
             why: format!("{why} (after resolving random fault targets with seed {seed})"),
+        })?;
+        Ok(self)
+    }
+
+    /// The same scenario against another store (`loadgen run --target`): the cluster's kind
+    /// changes and the name gets `-<store>` appended, so its results sit beside the original's
+    /// instead of mixing with them. Validated again (a peer cannot do everything kvstore does);
+    /// `path` names the file in errors.
+    pub fn retarget(mut self, kind: StoreKind, path: &Path) -> Result<Self, LoadgenError> {
+        if kind == self.cluster.kind {
+            return Ok(self);
+        }
+        if !self.cluster.endpoints.is_empty() {
+            return Err(LoadgenError::Scenario {
+                file: path.to_path_buf(),
+                field: "cluster.endpoints".into(),
+                why: format!(
+                    "--target {} cannot retarget a scenario that names the endpoints of a running {}",
+                    kind.name(),
+                    self.cluster.kind.name()
+                ),
+            });
+        }
+        self.cluster.kind = kind;
+        self.name = format!("{}-{}", self.name, kind.name());
+        validate::validate(&self).map_err(|(field, why)| LoadgenError::Scenario {
+            file: path.to_path_buf(),
+            field,
+            why: format!("{why} (with --target {})", kind.name()),
         })?;
         Ok(self)
     }

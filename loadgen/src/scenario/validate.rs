@@ -34,6 +34,7 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
         );
     }
     cluster(&s.cluster)?;
+    peer(s)?;
     workload(&s.workload)?;
     run(&s.run)?;
     if s.run.record_history && s.workload.value_size.min() < MIN_HISTORY_VALUE {
@@ -99,7 +100,7 @@ fn cluster(c: &ClusterSpec) -> Result<(), Invalid> {
             return bad(field, format!("{name} must be in 1..=N ({n}), got {q}"));
         }
     }
-    if c.is_local() {
+    if c.is_local() && c.kind == crate::scenario::StoreKind::Kvstore {
         for (field, count) in [
             ("cluster.read_quorum", c.read_quorum),
             ("cluster.write_quorum", c.write_quorum),
@@ -130,6 +131,40 @@ fn cluster(c: &ClusterSpec) -> Result<(), Invalid> {
             format!(
                 "{:?}: expected \"always\", \"never\" or \"interval=<ms>\" with ms > 0",
                 c.fsync
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// What a peer store cannot do as a scenario asks (issue 13): each store is driven only in
+/// ways it really offers, so a comparison never rests on an emulation.
+fn peer(s: &Scenario) -> Result<(), Invalid> {
+    use crate::scenario::StoreKind;
+    let c = &s.cluster;
+    if c.kind == StoreKind::Kvstore {
+        return Ok(());
+    }
+    let kind = c.kind.name();
+    if !c.server_args.is_empty() {
+        return bad(
+            "cluster.server_args",
+            format!("kvstore server flags cannot be passed to {kind}"),
+        );
+    }
+    if c.kind == StoreKind::Etcd && s.workload.ttl_share > 0.0 {
+        return bad(
+            "workload.ttl_share",
+            "etcd expires keys only through leases, which the etcd driver does not create: use 0 with kind = \"etcd\"",
+        );
+    }
+    if c.replication != c.node_count() {
+        return bad(
+            "cluster.replication",
+            format!(
+                "{kind} keeps every key on every node: N must equal the node count ({}), got {}",
+                c.node_count(),
+                c.replication
             ),
         );
     }
