@@ -85,6 +85,10 @@ pub struct RedisDriver {
     conn: Mutex<Option<MultiplexedConnection>>,
     /// When the last connection attempt failed.
     failed_at: Mutex<Option<Instant>>,
+    /// Connections to single members for [`RedisDriver::get_at`], one per address, reused
+    /// for every key (the final reads of a large key space would otherwise open one socket
+    /// per key and member, and run out of ephemeral ports).
+    members: Mutex<std::collections::HashMap<String, MultiplexedConnection>>,
     opts: RedisOptions,
     put: Script,
     delete: Script,
@@ -150,6 +154,7 @@ impl RedisDriver {
             config,
             conn: Mutex::new(Some(conn)),
             failed_at: Mutex::new(None),
+            members: Mutex::new(Default::default()),
             opts,
             put: Script::new(PUT),
             delete: Script::new(DELETE),
@@ -236,18 +241,46 @@ impl RedisDriver {
     }
 
     /// Reads `key` from the server at `addr` (a replica, for the history's final reads),
-    /// over a connection of its own.
+    /// over a connection of its own to that server.
     pub async fn get_at(&self, addr: &str, key: &str) -> OpReport {
-        let client = match redis::Client::open(url(addr)) {
-            Ok(c) => c,
-            Err(e) => return OpReport::failed(classify(failure_of(&e))),
+        let cached = self
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(addr)
+            .cloned();
+        let mut conn = match cached {
+            Some(c) => c,
+            None => {
+                let client = match redis::Client::open(url(addr)) {
+                    Ok(c) => c,
+                    Err(e) => return OpReport::failed(classify(failure_of(&e))),
+                };
+                match client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+                    .await
+                {
+                    Ok(c) => {
+                        self.members
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(addr.to_string(), c.clone());
+                        c
+                    }
+                    Err(e) => return OpReport::failed(classify(failure_of(&e))),
+                }
+            }
         };
-        match client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
-            Ok(mut c) => read(&mut c, key, addr).await.unwrap_or_else(|e| e),
-            Err(e) => OpReport::failed(classify(failure_of(&e))),
+        match read(&mut conn, key, addr).await {
+            Ok(r) => r,
+            Err(r) => {
+                // Reconnect next time.
+                self.members
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(addr);
+                r
+            }
         }
     }
 
