@@ -15,11 +15,13 @@
 
 #![warn(missing_docs)]
 
+pub mod clock;
 mod error;
 mod fasthash;
 pub mod history;
 pub mod value_id;
 
+pub use clock::{ClockAction, ClockFault, ClockRecord};
 pub use error::CheckerError;
 pub use history::{HistoryReader, HistoryWriter, OpKind, Outcome, Record};
 mod model;

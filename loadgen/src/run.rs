@@ -257,6 +257,7 @@ async fn drive_and_report(
         Some(Arc::new(HistoryRecorder::create(
             &dir.join("history.csv"),
             Instant::now(),
+            crate::history::max_clock_offset_ms(&scenario.cluster.server_args),
         )?))
     } else {
         None

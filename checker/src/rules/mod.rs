@@ -8,7 +8,12 @@
 //! - `convergence`: the replicas' final reads agree; the agreed state was written by an
 //!   acknowledged or unknown-outcome write; no acknowledged write is newer than it (lost write,
 //!   or resurrection when a delete was lost under an older value);
-//! - `staleness`: reported, not failed: stale reads and real-time inversions.
+//! - `realtime`: versions against real time: no version further ahead of the real time it was
+//!   observed at than the clock offset (`future_version`, needs the history's clock record), no
+//!   write older than one that completed more than the offset before it began
+//!   (`real_time_inversion`), no read of a write invoked after the read completed
+//!   (`causality`);
+//! - `staleness`: reported, not failed: stale reads.
 //!
 //! Deliberately not checked: anything across keys (no transactions), read-your-writes or
 //! monotonic reads during the run (eventual consistency does not promise them), and replica
@@ -16,13 +21,14 @@
 
 pub(crate) mod convergence;
 pub(crate) mod reads;
+pub(crate) mod realtime;
 pub(crate) mod staleness;
 
 use crate::fasthash::FastSet as HashSet;
 
 use crate::model::{Model, Op};
 use crate::report::{Anomaly, AnomalyClass, Findings, Report, Summary};
-use crate::{CheckerError, Record};
+use crate::{CheckerError, ClockRecord, Record};
 
 /// Tuning of the verdict.
 #[derive(Clone, Debug)]
@@ -37,6 +43,10 @@ pub struct CheckConfig {
     pub tombstone_grace_ns: u64,
     /// Anomalies listed per class in the report (all are counted). Default 1000.
     pub max_listed_per_class: usize,
+    /// The history's clock record (wall-clock anchor, clock faults): `future_version` is only
+    /// checked with one. Its `max_clock_offset_ms` is informative here; the offset used is
+    /// `max_clock_offset_ns` (the binary sets it from the record unless told otherwise).
+    pub clock: Option<ClockRecord>,
 }
 
 impl Default for CheckConfig {
@@ -45,6 +55,7 @@ impl Default for CheckConfig {
             max_clock_offset_ns: 500_000_000,
             tombstone_grace_ns: 3_600_000_000_000,
             max_listed_per_class: 1000,
+            clock: None,
         }
     }
 }
@@ -123,6 +134,8 @@ pub(crate) struct Ctx<'a> {
     pub grace: u64,
     /// Value ids of unknown-outcome puts observed by some read (their effect is proven).
     pub applied_unknown: HashSet<u64>,
+    /// [`CheckConfig::clock`].
+    pub clock: Option<&'a ClockRecord>,
 }
 
 impl Ctx<'_> {
@@ -156,6 +169,7 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
         offset: cfg.max_clock_offset_ns,
         grace: cfg.tombstone_grace_ns,
         applied_unknown: HashSet::default(),
+        clock: cfg.clock.as_ref(),
     };
     reads::check(&mut ctx, &mut f);
     let has_final_phase = model.final_reads_count.total() > 0;
@@ -176,6 +190,7 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
             staleness: None,
         });
     }
+    realtime::check(&ctx, &mut f);
     staleness::check(&ctx, &mut f);
     let gets_ok = model.gets_count.ok;
     let stale = f.count(AnomalyClass::StaleRead);
@@ -198,6 +213,8 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
                 stale as f64 / gets_ok as f64
             },
             max_clock_offset_ms: cfg.max_clock_offset_ns as f64 / 1e6,
+            anchor_unix_ms: cfg.clock.as_ref().map(|c| c.anchor_unix_ms),
+            clock_faults: cfg.clock.as_ref().map_or(0, |c| c.faults.len() as u64),
             quiesce_ms: quiesce_ms(model),
         },
         counts,
