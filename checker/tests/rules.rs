@@ -719,3 +719,20 @@ fn a_future_version_names_the_clock_fault_in_force_on_the_stamping_node() {
     assert_eq!(report.summary.anchor_unix_ms, Some(ANCHOR_MS));
     assert_eq!(report.summary.clock_faults, 1);
 }
+
+#[test]
+fn divergence_read_before_the_cluster_read_is_called_a_missing_repair() {
+    // Replica r3 missed the put; the final read through the cluster, taken after the replica
+    // reads, returned the newest state (and would have repaired r3 by read repair).
+    let report = run(
+        "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
+         2,0,n1,final_read,a,1,false,ok,9000000000,9000000001,10,1,,,r1\n\
+         3,0,n1,final_read,a,1,false,ok,9000000000,9000000001,10,1,,,r2\n\
+         4,0,n1,final_read,a,,false,ok,9000000000,9000000001,,,,,r3\n\
+         5,0,n1,final_read,a,1,false,ok,9000000002,9000000003,10,1,,,\n",
+        500,
+    );
+    assert_eq!(report.count(C::Divergence), 1, "{}", report.render_text(5));
+    let a = &report.anomalies[0];
+    assert!(a.message.contains("no repair mechanism"), "{}", a.message);
+}

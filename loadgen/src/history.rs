@@ -4,8 +4,10 @@
 //! carries that id in its first bytes ([`kvstore_checker::value_id`]), so any read names the
 //! write it saw. Each operation becomes a [`Record`] streamed to `history.csv` as it completes
 //! (the file is never held in memory). After the run, [`final_reads`] appends, for every key the
-//! run touched, a read through the cluster and a direct read of each of the key's replicas
-//! (`LocalRead`, no repair), which the checker uses to verify convergence.
+//! run touched, a direct read of each of the key's replicas (`LocalRead`, no repair) and then a
+//! read through the cluster, which the checker uses to verify convergence. The replicas are
+//! read first because the read through the cluster starts read repair on them: read after it,
+//! they would show a repaired key even when no repair mechanism (hints) had done its job.
 //!
 //! Beside `history.csv`, [`HistoryRecorder::finish`] writes its clock record,
 //! `history.clock.json` ([`ClockRecord`]): the run's wall-clock anchor (Unix ms at the history's
@@ -322,8 +324,9 @@ impl OpObserver for HistoryRecorder {
     }
 }
 
-/// Appends final reads of keys `keys` (by name): one through the cluster, then one per replica
-/// directly. Bounded: each read has the client's deadline; failures are recorded as such.
+/// Appends final reads of keys `keys` (by name): one per replica directly (`LocalRead`, which
+/// repairs nothing), then one through the cluster (which may start read repair). Bounded: each
+/// read has the client's deadline; failures are recorded as such.
 pub async fn final_reads(
     rec: &HistoryRecorder,
     client: &Client,
@@ -349,27 +352,6 @@ pub async fn final_reads(
         )
     };
     for key in keys {
-        let t0 = Instant::now();
-        let r = client.get(&key, ReadOptions::default()).await;
-        let t1 = Instant::now();
-        let record = match &r {
-            Ok(g) => rec.read_record(
-                rec.next_id(),
-                client_id,
-                g.coordinator.clone(),
-                HKind::FinalRead,
-                &key,
-                g.value.as_ref(),
-                g.version,
-                g.expires_at_ms,
-                Outcome::Ok,
-                t0,
-                t1,
-                None,
-            ),
-            Err(e) => unread(&key, String::new(), outcome(&Err(e.kind())), (t0, t1), None),
-        };
-        rec.write(&record);
         let replicas = client.replicas_of(&key);
         if replicas.is_empty() {
             return Err(LoadgenError::History(format!(
@@ -422,6 +404,28 @@ pub async fn final_reads(
             };
             rec.write(&record);
         }
+        // Through the cluster last: its read repair must not touch the replicas read above.
+        let t0 = Instant::now();
+        let r = client.get(&key, ReadOptions::default()).await;
+        let t1 = Instant::now();
+        let record = match &r {
+            Ok(g) => rec.read_record(
+                rec.next_id(),
+                client_id,
+                g.coordinator.clone(),
+                HKind::FinalRead,
+                &key,
+                g.value.as_ref(),
+                g.version,
+                g.expires_at_ms,
+                Outcome::Ok,
+                t0,
+                t1,
+                None,
+            ),
+            Err(e) => unread(&key, String::new(), outcome(&Err(e.kind())), (t0, t1), None),
+        };
+        rec.write(&record);
         progress.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
