@@ -7,7 +7,8 @@
 //! nodes. Every operation is timed from its intended start (coordinated-omission correction) and
 //! from its actual start (service time) into HdrHistograms ([`measure`]); [`results`] writes the
 //! summary, time series, interval logs, per-phase figures and PNG plots, and [`compare`] gates
-//! regressions against a baseline.
+//! regressions against a baseline. A run that records a history ends with the checker's
+//! [`verdict`] on it.
 //!
 //! Deliberately not here: anything about how a node works inside. loadgen drives servers as
 //! separate processes exactly as a user would, and talks to them only through
@@ -26,5 +27,6 @@ pub mod run;
 pub mod scenario;
 pub mod selftest;
 pub mod status;
+pub mod verdict;
 
 pub use error::LoadgenError;

@@ -54,6 +54,8 @@ pub struct RunOutcome {
     pub results: RunResults,
     /// The report printed.
     pub report: String,
+    /// The checker's verdict on the recorded history (`record_history` runs only).
+    pub verdict: Option<kvstore_checker::Report>,
 }
 
 fn now_unix() -> u64 {
@@ -179,12 +181,20 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         results.measured_seconds,
     );
     results::write_all(&dir, &results, &phases)?;
-    let report = results::report::render(&results, &phases, Some(&dir));
+    let mut report = results::report::render(&results, &phases, Some(&dir));
     history_result?;
+    let verdict = if scenario.run.record_history {
+        let v = crate::verdict::judge(&dir)?;
+        report.push_str(&crate::verdict::render(&v));
+        Some(v)
+    } else {
+        None
+    };
     Ok(RunOutcome {
         dir,
         results,
         report,
+        verdict,
     })
 }
 

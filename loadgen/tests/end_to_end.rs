@@ -68,6 +68,9 @@ fn run(dir: &Path, scenario: &str, name: &str) -> PathBuf {
         "{stdout}"
     );
     assert!(stdout.contains("[FAULT], pause node 2"), "{stdout}");
+    if scenario.contains("record_history = true") {
+        assert!(stdout.contains("[CHECKER], Verdict, VALID\n"), "{stdout}");
+    }
     let runs: Vec<PathBuf> = std::fs::read_dir(results.join(name))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -239,4 +242,14 @@ fn a_recorded_history_ends_with_final_reads_of_every_replica() {
     );
     assert_eq!(clock.max_clock_offset_ms, 500, "the servers' default");
     assert!(clock.faults.is_empty(), "no clock fault in this scenario");
+    // The run ended with the checker's verdict (the run's exit status 0 says it was valid).
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("checker.json")).expect("checker.json"))
+            .expect("JSON");
+    assert_eq!(verdict["valid"], serde_json::Value::Bool(true), "{verdict}");
+    assert_eq!(
+        verdict["summary"]["keys_verified"].as_u64(),
+        Some(50),
+        "{verdict}"
+    );
 }
