@@ -22,9 +22,9 @@ use crate::CheckerError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockAction {
-    /// The clock jumps by `delta_ms` (positive = ahead) and stays there.
+    /// The clock jumps by `delta_ms` (positive = ahead, added to the offset in force) and stays.
     Bump,
-    /// The clock alternates between `+delta_ms` and the true time every `period_ms`.
+    /// The clock alternates between `+delta_ms` and its previous offset every `period_ms`.
     Strobe,
     /// The clock runs at `rate` times real speed from the fault's start.
     Drift,
@@ -60,7 +60,8 @@ pub struct ClockFault {
     /// = still in force at the end of the history.
     #[serde(default)]
     pub until_ns: Option<u64>,
-    /// Bump / strobe: the clock's offset from real time, ms (negative = behind).
+    /// Bump: the jump, added to the offset in force; strobe: the excursion from the offset in
+    /// force. ms, negative = behind.
     #[serde(default)]
     pub delta_ms: i64,
     /// Strobe: how long each of the two positions lasts, ms.

@@ -53,6 +53,31 @@ impl std::fmt::Debug for HistoryRecorder {
     }
 }
 
+/// Copies the clock faults the timeline applied (`log`) into `rec`'s clock record, on the
+/// history's time base; `origin` is the timeline's zero (a strobe's `until_s` counts from it).
+pub fn record_clock_faults(
+    rec: &HistoryRecorder,
+    log: &crate::cluster::faults::FaultLog,
+    origin: Instant,
+    endpoints: &[String],
+) {
+    let applied = log
+        .clock_faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for (at, f, node) in applied {
+        let until = f
+            .until_s
+            .map(|u| rec.at_ns(origin + Duration::from_secs_f64(u)));
+        let addr = endpoints.get(node as usize).cloned().unwrap_or_default();
+        if let Some(cf) = crate::cluster::clock::record_fault(&f, node, &addr, rec.at_ns(at), until)
+        {
+            rec.record_clock_fault(cf);
+        }
+    }
+}
+
 /// The servers' default `--max-clock-offset-ms`.
 pub const DEFAULT_MAX_CLOCK_OFFSET_MS: u64 = 500;
 
@@ -120,7 +145,7 @@ impl HistoryRecorder {
     pub fn record_clock_fault(&self, fault: ClockFault) {
         let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
         for f in c.faults.iter_mut().filter(|f| f.node == fault.node) {
-            if f.until_ns.is_none() {
+            if f.until_ns.is_none_or(|u| u > fault.from_ns) {
                 f.until_ns = Some(fault.from_ns);
             }
         }

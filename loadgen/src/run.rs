@@ -123,7 +123,21 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
             Some(bin) => ServerProgram::Binary(bin.clone()),
             None => ServerProgram::SelfExec(opts.exe.clone()),
         };
-        let c = LocalCluster::start(&scenario.cluster, program, &dir.join("nodes"))?;
+        // Nodes a clock fault targets run under libfaketime.
+        let mut faked: Vec<u32> = scenario
+            .faults
+            .iter()
+            .filter(|f| f.action.is_clock())
+            .filter_map(|f| f.node_index())
+            .collect();
+        faked.sort_unstable();
+        faked.dedup();
+        let c = LocalCluster::start_with_clocks(
+            &scenario.cluster,
+            program,
+            &dir.join("nodes"),
+            &faked,
+        )?;
         let endpoints = c.endpoints();
         status.println(&format!(
             "cluster: {} nodes at {}",
@@ -385,6 +399,7 @@ async fn drive_and_report(
     // 5. History: quiesce, then final reads of every key the run touched.
     let history_result = match history {
         Some(h) => {
+            crate::history::record_clock_faults(&h, &fault_log, origin, endpoints);
             finish_history(
                 &h,
                 &executors[0],
@@ -418,6 +433,7 @@ async fn finish_history(
             .unwrap_or_else(|p| p.into_inner())
             .heal()
             .map_err(|e| LoadgenError::History(format!("cannot heal the cluster: {e}")))?;
+        h.clock_faults_healed(Instant::now());
     }
     status.println(
         "history: quiescing (faults healed, waiting for every member up and hints drained)",

@@ -69,6 +69,9 @@ fn shade_color(a: FaultAction) -> RGBAColor {
     match a {
         FaultAction::Kill | FaultAction::Restart => RED.mix(0.15),
         FaultAction::Pause | FaultAction::Resume => RGBColor(255, 170, 0).mix(0.22),
+        FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
+            RGBColor(60, 120, 255).mix(0.18)
+        }
     }
 }
 
