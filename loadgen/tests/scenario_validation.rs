@@ -297,3 +297,25 @@ fn clock_faults_are_checked_field_by_field() {
     );
     Scenario::parse(Path::new("x/ok.toml"), &ok).expect("valid");
 }
+
+#[test]
+fn crash_all_takes_every_node_and_needs_them_up() {
+    let (field, why) = refuse(&format!(
+        "{BASE}\n[[fault]]\nat_s = 1\naction = \"crash_all\"\nnode = 1\n"
+    ));
+    assert_eq!(field, "fault[0].node", "{why}");
+    let (field, why) = refuse(&format!(
+        "{BASE}\n[[fault]]\nat_s = 1\naction = \"pause\"\nnode = 2\n\n[[fault]]\nat_s = 2\naction = \"crash_all\"\n"
+    ));
+    assert_eq!(field, "fault[1].at_s");
+    assert!(why.contains("node 2 is paused"), "{why}");
+    // Without a node a process fault is refused: only crash_all defaults to every node.
+    let (field, why) = refuse(&format!("{BASE}\n[[fault]]\nat_s = 1\naction = \"kill\"\n"));
+    assert_eq!(field, "fault[0].node");
+    assert!(why.contains("node index"), "{why}");
+    Scenario::parse(
+        Path::new("x/ok.toml"),
+        &format!("{BASE}\n[[fault]]\nat_s = 1\naction = \"crash_all\"\n"),
+    )
+    .expect("valid");
+}

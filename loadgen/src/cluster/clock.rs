@@ -147,9 +147,11 @@ impl ClockProgram {
                 until,
             },
             FaultAction::Reset => Self::Fixed(0.0),
-            FaultAction::Kill | FaultAction::Restart | FaultAction::Pause | FaultAction::Resume => {
-                self.clone()
-            }
+            FaultAction::Kill
+            | FaultAction::Restart
+            | FaultAction::Pause
+            | FaultAction::Resume
+            | FaultAction::CrashAll => self.clone(),
         }
     }
 }
@@ -215,7 +217,11 @@ pub fn record_action(a: FaultAction) -> Option<ClockAction> {
         FaultAction::Strobe => Some(ClockAction::Strobe),
         FaultAction::Drift => Some(ClockAction::Drift),
         FaultAction::Reset => Some(ClockAction::Reset),
-        FaultAction::Kill | FaultAction::Restart | FaultAction::Pause | FaultAction::Resume => None,
+        FaultAction::Kill
+        | FaultAction::Restart
+        | FaultAction::Pause
+        | FaultAction::Resume
+        | FaultAction::CrashAll => None,
     }
 }
 

@@ -129,6 +129,7 @@ async fn apply(
                 | FaultAction::Strobe
                 | FaultAction::Drift
                 | FaultAction::Reset => c.clock(node, f, Instant::now(), until),
+                FaultAction::CrashAll => c.crash_all(),
             }
         }
         FaultTarget::Commands {

@@ -267,6 +267,48 @@ impl LocalCluster {
         self.spawn(i as usize, join).map_err(|e| e.to_string())
     }
 
+    /// SIGKILL every running node at once: every signal is sent before any process is reaped,
+    /// so no node sees another's death first. Leaves every node killed.
+    pub fn kill_all(&mut self) -> Result<(), String> {
+        for n in &self.nodes {
+            if let Some(p) = &n.process {
+                p.signal(libc::SIGKILL)
+                    .map_err(|e| format!("cannot SIGKILL node at {}: {e}", n.addr))?;
+            }
+        }
+        for n in &mut self.nodes {
+            if let Some(mut p) = n.process.take() {
+                p.kill();
+            }
+            n.state = NodeState::Killed;
+        }
+        Ok(())
+    }
+
+    /// Starts every killed node again, each on its address and data directory.
+    pub fn restart_all(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() as u32 {
+            if self.nodes[i as usize].process.is_none() {
+                self.restart(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `crash_all`: [`Self::kill_all`], then [`Self::restart_all`].
+    pub fn crash_all(&mut self) -> Result<(), String> {
+        self.kill_all()?;
+        self.restart_all()
+    }
+
+    /// Whether node `i` has a live process.
+    pub fn is_running(&mut self, i: u32) -> bool {
+        self.nodes
+            .get_mut(i as usize)
+            .and_then(|n| n.process.as_mut())
+            .is_some_and(|p| !p.has_exited())
+    }
+
     /// SIGSTOP node `i`.
     pub fn pause(&mut self, i: u32) -> Result<(), String> {
         let n = self.node(i)?;

@@ -88,6 +88,8 @@ pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f6
         }
         match e.action {
             FaultAction::Kill | FaultAction::Pause => out.push((e.action, e.node, e.at_s, None)),
+            // Killed and restarted at once: recovery counts from the restart.
+            FaultAction::CrashAll => out.push((e.action, e.node, e.at_s, Some(e.at_s))),
             FaultAction::Restart | FaultAction::Resume => {
                 let opener = if e.action == FaultAction::Restart {
                     FaultAction::Kill
@@ -161,14 +163,19 @@ pub fn compute(m: &Measurements, events: &[FaultEvent], measured_seconds: u64) -
                 })
             });
             let healer = match action {
-                FaultAction::Kill => "restart",
+                FaultAction::Kill | FaultAction::CrashAll => "restart",
                 a if a.is_clock() => "reset",
                 _ => "resume",
             };
             Phase {
                 label: format!(
-                    "{} node {node}{}",
+                    "{} {}{}",
                     action.name(),
+                    if action == FaultAction::CrashAll {
+                        "(every node)".to_string()
+                    } else {
+                        format!("node {node}")
+                    },
                     if end.is_some() {
                         format!(" + {healer}")
                     } else {

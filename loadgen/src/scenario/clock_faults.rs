@@ -153,7 +153,11 @@ pub(super) fn validate(
             ("rate", f.rate.is_some()),
             ("until_s", f.until_s.is_some()),
         ])?,
-        FaultAction::Kill | FaultAction::Restart | FaultAction::Pause | FaultAction::Resume => {}
+        FaultAction::Kill
+        | FaultAction::Restart
+        | FaultAction::Pause
+        | FaultAction::Resume
+        | FaultAction::CrashAll => {}
     }
     Ok(true)
 }

@@ -141,10 +141,13 @@ impl FaultCommands {
             FaultAction::Restart => self.restart.as_deref(),
             FaultAction::Pause => self.pause.as_deref(),
             FaultAction::Resume => self.resume.as_deref(),
-            // Clock faults need loadgen's own nodes (libfaketime under them).
-            FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
-                None
-            }
+            // Clock faults need loadgen's own nodes (libfaketime under them), and so does
+            // crash_all (it kills and restarts every process at once).
+            FaultAction::Bump
+            | FaultAction::Strobe
+            | FaultAction::Drift
+            | FaultAction::Reset
+            | FaultAction::CrashAll => None,
         }
     }
 }
@@ -296,6 +299,10 @@ pub enum FaultAction {
     Drift,
     /// Clock: the node's wall clock is back to true time.
     Reset,
+    /// SIGKILL every node at once (every signal sent before any is reaped), then start them
+    /// all again on their addresses and data directories. `node` is `"all"` (the default).
+    #[serde(rename = "crash_all")]
+    CrashAll,
 }
 
 impl FaultAction {
@@ -310,6 +317,7 @@ impl FaultAction {
             Self::Strobe => "strobe",
             Self::Drift => "drift",
             Self::Reset => "reset",
+            Self::CrashAll => "crash_all",
         }
     }
 
@@ -347,6 +355,8 @@ pub enum NodeSelector {
 pub enum NodeKeyword {
     /// A seeded random eligible node.
     Random,
+    /// Every node (`crash_all`).
+    All,
 }
 
 /// One fault at one moment.
@@ -357,7 +367,8 @@ pub struct FaultSpec {
     pub at_s: f64,
     /// What to do.
     pub action: FaultAction,
-    /// On which node.
+    /// On which node. [default: "all", which only crash_all takes]
+    #[serde(default = "all_nodes")]
     pub node: NodeSelector,
     /// The fault's family; `"clock"` is required for the clock actions. [default: process]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -376,6 +387,10 @@ pub struct FaultSpec {
     /// on the same base as `at_s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_s: Option<f64>,
+}
+
+fn all_nodes() -> NodeSelector {
+    NodeSelector::Named(NodeKeyword::All)
 }
 
 impl FaultSpec {
@@ -492,7 +507,7 @@ impl NodeState {
     /// in any state; callers skip them: `Up` is returned for them.)
     pub fn eligible_for(action: FaultAction) -> Self {
         match action {
-            FaultAction::Kill | FaultAction::Pause => Self::Up,
+            FaultAction::Kill | FaultAction::Pause | FaultAction::CrashAll => Self::Up,
             FaultAction::Restart => Self::Killed,
             FaultAction::Resume => Self::Paused,
             FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
@@ -507,7 +522,7 @@ impl NodeState {
         match action {
             FaultAction::Kill => Self::Killed,
             FaultAction::Pause => Self::Paused,
-            FaultAction::Restart | FaultAction::Resume => Self::Up,
+            FaultAction::Restart | FaultAction::Resume | FaultAction::CrashAll => Self::Up,
             FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
                 Self::Up
             }

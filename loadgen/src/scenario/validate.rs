@@ -304,6 +304,28 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
             // A clock fault: checked there; it leaves the node's process state alone.
             continue;
         }
+        if f.action == FaultAction::CrashAll {
+            if f.node != NodeSelector::Named(NodeKeyword::All) {
+                return bad(
+                    &field("node"),
+                    "crash_all hits every node: leave node out or set \"all\"",
+                );
+            }
+            if !s.cluster.is_local() {
+                return bad(&field("action"), "crash_all needs loadgen's own nodes");
+            }
+            if let Some(n) = states.iter().position(|st| *st != NodeState::Up) {
+                return bad(
+                    &field("at_s"),
+                    format!(
+                        "crash_all needs every node up at {} s, but node {n} is {}",
+                        f.at_s,
+                        states[n].name().to_lowercase()
+                    ),
+                );
+            }
+            continue;
+        }
         if !s.cluster.is_local() && s.cluster.fault_commands.for_action(f.action).is_none() {
             return bad(
                 &field("action"),
@@ -336,6 +358,12 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
                     );
                 }
                 Some(n)
+            }
+            NodeSelector::Named(NodeKeyword::All) => {
+                return bad(
+                    &field("node"),
+                    format!("{} needs a node index or \"random\"", f.action.name()),
+                );
             }
             NodeSelector::Named(NodeKeyword::Random) => {
                 if !states.contains(&want) {
