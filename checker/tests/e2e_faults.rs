@@ -2,7 +2,9 @@
 //! paused until the end of the run) is run by loadgen with history recording against the
 //! normal server and against a server built with `--features fault-injection` under each
 //! `--fault-*` flag; `checker verify` must pass the first and name the broken guarantee in
-//! each of the others.
+//! each of the others. `--fault-no-hints` (read repair kept) shows why the final phase reads
+//! the replicas before the read through the cluster: in the old order that read's repair hid
+//! all but one of the diverged keys, and the rest was not named as a missing repair.
 //!
 //! It needs three binaries this crate cannot build itself, so it is `#[ignore]`d and run by
 //! `.ci/run`, which builds them and passes their paths:
@@ -211,6 +213,24 @@ fn the_checker_passes_the_normal_build_and_names_each_injected_fault() {
     let (code, r) = run_and_verify(dir.path(), "no_repair", &faulty, &["--fault-no-repair"]);
     assert_eq!(code, 1);
     assert!(count(&r, "divergence") > 0, "{r:#}");
+
+    // No hints, read repair kept: the paused node converges only where something reads the
+    // key through the cluster. The final phase reads every replica before the cluster read
+    // (whose read repair would otherwise fix them just in time), so the missing repair shows.
+    let (code, r) = run_and_verify(dir.path(), "no_hints", &faulty, &["--fault-no-hints"]);
+    assert_eq!(code, 1);
+    assert!(count(&r, "divergence") > 0, "{r:#}");
+    assert!(
+        r["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["message"]
+                .as_str()
+                .unwrap()
+                .contains("no repair mechanism")),
+        "named as a missing repair: {r:#}"
+    );
 
     // Tombstones forgotten at compaction, long before the grace period.
     let (code, r) = run_and_verify(
