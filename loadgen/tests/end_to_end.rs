@@ -159,7 +159,7 @@ fn a_short_run_writes_every_file_and_the_counts_agree() {
     let faults = std::fs::read_to_string(dir.join("faults.csv")).unwrap();
     assert_eq!(faults.lines().count(), 3, "{faults}");
     assert!(
-        faults.contains(",pause,2,\n") && faults.contains(",resume,2,\n"),
+        faults.contains(",pause,2,,,\n") && faults.contains(",resume,2,,,\n"),
         "{faults}"
     );
     let phases = std::fs::read_to_string(dir.join("phases.csv")).unwrap();
