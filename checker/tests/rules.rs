@@ -451,6 +451,26 @@ fn cases() -> Vec<Case> {
                 + &finals(4, "a", "2,false,20,1"),
             &[],
         ),
+        case(
+            "an unknown-outcome TTL put stamped after the client gave up is read within its ttl",
+            // The put timed out at 1 s (a paused coordinator); it took effect later: first
+            // read at 4 s. A read at 5.5 s is within ttl 2000 ms of that, not an expired read.
+            "1,0,n1,put,a,1,,unknown,0,1000000000,,,2000,,\n\
+             2,0,n2,get,a,1,false,ok,3900000000,4000000000,10,1,,,\n\
+             3,0,n2,get,a,1,false,ok,5500000000,5600000000,10,1,,,\n"
+                .to_string()
+                + &finals(4, "a", ",false,,"),
+            &[],
+        ),
+        case(
+            "expired read of an unknown-outcome TTL put: past ttl + offset of the first read of it",
+            "1,0,n1,put,a,1,,unknown,0,1000000000,,,2000,,\n\
+             2,0,n2,get,a,1,false,ok,3900000000,4000000000,10,1,,,\n\
+             3,0,n2,get,a,1,false,ok,6600000000,6700000000,10,1,,,\n"
+                .to_string()
+                + &finals(4, "a", ",false,,"),
+            &[(C::ExpiredRead, 1)],
+        ),
         // ------------------------------------------------ versions against real time
         Case {
             name: "real-time inversion: a later write got the older version",

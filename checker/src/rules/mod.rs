@@ -24,6 +24,7 @@ pub(crate) mod reads;
 pub(crate) mod realtime;
 pub(crate) mod staleness;
 
+use crate::fasthash::FastMap as HashMap;
 use crate::fasthash::FastSet as HashSet;
 
 use crate::model::{Model, Op};
@@ -136,12 +137,38 @@ pub(crate) struct Ctx<'a> {
     pub applied_unknown: HashSet<u64>,
     /// [`CheckConfig::clock`].
     pub clock: Option<&'a ClockRecord>,
+    /// Value id -> earliest completion of an ok read that returned it: by then the put surely
+    /// took effect (for an unknown-outcome put, the only such bound: the coordinator may stamp
+    /// it long after the client gave up, e.g. once a paused node resumes).
+    pub first_seen: HashMap<u64, u64>,
 }
 
 impl Ctx<'_> {
-    /// Upper bound (ns since run start) of when `put`'s value surely expired: its version was
-    /// stamped before the put completed, plus the TTL, plus the clock offset and 1 ms for the
-    /// millisecond granularity of expiry times.
+    /// When `put` surely took effect (its version was stamped by then): its ack, or for an
+    /// unknown outcome the first ok read that returned its value (`None`: never shown).
+    pub fn stamped_by(&self, put: &Op) -> Option<u64> {
+        match put.outcome {
+            crate::Outcome::Ok => Some(put.complete),
+            _ => put.value_id.and_then(|x| self.first_seen.get(&x).copied()),
+        }
+    }
+
+    /// When `put`'s value surely expired, for judging a read that returned it (a violation):
+    /// stamped by [`Self::stamped_by`], plus the TTL, the clock offset and 1 ms for the
+    /// millisecond granularity of expiry times. `None` for an unknown-outcome put no read showed.
+    pub fn surely_expired_for_reads(&self, put: &Op) -> Option<u64> {
+        let ttl = put.ttl_ms?;
+        Some(
+            self.stamped_by(put)?
+                .saturating_add(ttl.saturating_mul(1_000_000))
+                .saturating_add(self.offset)
+                .saturating_add(1_000_000),
+        )
+    }
+
+    /// The same bound from the put's completion, for excusing a final state (nothing where an
+    /// expired value was): lenient for unknown-outcome puts, whose late stamping would only
+    /// leave the value live, which the replicas' states then show.
     pub fn surely_expired_at(&self, put: &Op) -> Option<u64> {
         put.ttl_ms.map(|ttl| {
             put.complete
@@ -170,6 +197,7 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
         grace: cfg.tombstone_grace_ns,
         applied_unknown: HashSet::default(),
         clock: cfg.clock.as_ref(),
+        first_seen: first_seen(model),
     };
     reads::check(&mut ctx, &mut f);
     let has_final_phase = model.final_reads_count.total() > 0;
@@ -221,6 +249,19 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
         anomalies,
         valid,
     }
+}
+
+/// Value id -> earliest completion of an ok read (get or final read) that returned it.
+fn first_seen(model: &Model) -> HashMap<u64, u64> {
+    let mut out: HashMap<u64, u64> = HashMap::default();
+    for op in model.keys.iter().flat_map(|k| &k.ops) {
+        if let (true, Some(x)) = (op.is_ok_read(), op.value_id) {
+            out.entry(x)
+                .and_modify(|t| *t = (*t).min(op.complete))
+                .or_insert(op.complete);
+        }
+    }
+    out
 }
 
 /// First final read's start minus the last run operation's completion, in ms.
