@@ -48,8 +48,17 @@ pub enum CheckerError {
         /// [`crate::value_id::MIN_LEN`].
         min: usize,
     },
-    /// Writing the history (or a report) failed.
-    #[error("writing {what}: {source}")]
+    /// The history's clock record (`history.clock.json`) is not valid JSON of the expected
+    /// shape.
+    #[error("{path}: {message}")]
+    ClockRecord {
+        /// The sidecar file.
+        path: String,
+        /// What serde found wrong, with line and column.
+        message: String,
+    },
+    /// Reading or writing a file (the history, its clock record, a report) failed.
+    #[error("{what}: {source}")]
     Io {
         /// What was being written.
         what: &'static str,

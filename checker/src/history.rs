@@ -282,7 +282,7 @@ impl<W: Write> HistoryWriter<W> {
     /// Pushes buffered rows to the underlying writer.
     pub fn flush(&mut self) -> Result<(), CheckerError> {
         self.inner.flush().map_err(|source| CheckerError::Io {
-            what: "history",
+            what: "writing history",
             source,
         })
     }
@@ -290,7 +290,7 @@ impl<W: Write> HistoryWriter<W> {
     /// Flushes and returns the underlying writer (e.g. to fsync the file).
     pub fn into_inner(self) -> Result<W, CheckerError> {
         self.inner.into_inner().map_err(|e| CheckerError::Io {
-            what: "history",
+            what: "writing history",
             source: std::io::Error::other(e.to_string()),
         })
     }

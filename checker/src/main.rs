@@ -1,7 +1,8 @@
 //! `checker`: the project's correctness verdict on a recorded history.
 //!
 //! - `checker verify history.csv [--json report.json] [--max-clock-offset 500ms]
-//!   [--tombstone-grace 1h] [--show 20]`
+//!   [--tombstone-grace 1h] [--show 20] [--clock history.clock.json]`
+//!   reads the history's clock record (the sidecar next to it, or `--clock`) when there is one,
 //!   prints the summary, the count per anomaly class and the listed anomalies with their CSV
 //!   lines; exit 0 = valid, 1 = violations found, 2 = unreadable input (line and column named).
 //! - `checker synth out.csv --ops N --keys K --seed S [--inject CLASS]` writes a synthetic
@@ -16,7 +17,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use kvstore_checker::synth::{Inject, SynthConfig};
-use kvstore_checker::{CheckConfig, Checker, HistoryReader, parse_duration_ns};
+use kvstore_checker::{CheckConfig, Checker, ClockRecord, HistoryReader, parse_duration_ns};
 
 #[derive(Parser)]
 #[command(
@@ -37,9 +38,14 @@ enum Cmd {
         /// Also write the full report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Largest clock difference between nodes and loadgen (ns, us, ms, s).
-        #[arg(long, default_value = "500ms", value_parser = parse_duration_ns)]
-        max_clock_offset: u64,
+        /// Largest clock difference between nodes and loadgen (ns, us, ms, s). [default: the
+        /// clock record's max_clock_offset_ms, else 500ms]
+        #[arg(long, value_parser = parse_duration_ns)]
+        max_clock_offset: Option<u64>,
+        /// The history's clock record (wall-clock anchor, clock faults). [default:
+        /// history.clock.json next to the history, when it exists]
+        #[arg(long)]
+        clock: Option<PathBuf>,
         /// The servers' tombstone grace period: before it passed, a tombstone must still exist.
         #[arg(long, default_value = "1h", value_parser = parse_duration_ns)]
         tombstone_grace: u64,
@@ -81,18 +87,32 @@ fn main() -> ExitCode {
             history,
             json,
             max_clock_offset,
+            clock,
             tombstone_grace,
             show,
-        } => verify(
-            &history,
-            json.as_deref(),
-            CheckConfig {
-                max_clock_offset_ns: max_clock_offset,
-                tombstone_grace_ns: tombstone_grace,
-                ..CheckConfig::default()
-            },
-            show,
-        ),
+        } => {
+            let clock = match read_clock(&history, clock.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("checker: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let offset = max_clock_offset
+                .or(clock.as_ref().map(|c| c.max_clock_offset_ms * 1_000_000))
+                .unwrap_or(CheckConfig::default().max_clock_offset_ns);
+            verify(
+                &history,
+                json.as_deref(),
+                CheckConfig {
+                    max_clock_offset_ns: offset,
+                    tombstone_grace_ns: tombstone_grace,
+                    clock,
+                    ..CheckConfig::default()
+                },
+                show,
+            )
+        }
         Cmd::Synth {
             out,
             ops,
@@ -141,6 +161,22 @@ fn verify(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// The clock record: `explicit` (must exist), else the history's sidecar if there is one.
+fn read_clock(
+    history: &std::path::Path,
+    explicit: Option<&std::path::Path>,
+) -> anyhow::Result<Option<ClockRecord>> {
+    match explicit {
+        None => Ok(ClockRecord::read_sidecar(history)?),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let r = serde_json::from_str(&text).with_context(|| format!("{}", p.display()))?;
+            Ok(Some(r))
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::model::{Op, OutcomeCounts};
 use crate::{OpKind, Outcome};
 
-/// The kinds of finding. Every class but the last two fails the verdict.
+/// The kinds of finding. Every class but `StaleRead` fails the verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyClass {
@@ -38,16 +38,23 @@ pub enum AnomalyClass {
     /// A value read after its expiry (beyond the clock offset), or an expiry that is not
     /// `physical_ms(version) + ttl_ms`.
     ExpiredRead,
+    /// A version whose physical time is further ahead of the real time it was observed at (the
+    /// write's ack, or the first read returning it) than the clock offset: a bad clock stamped
+    /// it. Needs the history's clock record (its wall-clock anchor).
+    FutureVersion,
+    /// A write (acknowledged, or unknown-outcome with its version read) began more than the
+    /// clock offset after another completed, yet got an older version: LWW lets the earlier one
+    /// win, a lost update the offset bound promised could not happen.
+    RealTimeInversion,
+    /// A read completed before the write of what it returned was invoked.
+    Causality,
     /// Reported, not failed: a read missed acknowledged writes that completed before it began.
     StaleRead,
-    /// Reported, not failed: a write began more than the clock offset after another completed,
-    /// yet got an older version.
-    RealTimeInversion,
 }
 
 impl AnomalyClass {
     /// Every class, in report order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Divergence,
         Self::UnverifiedKey,
         Self::BadWinner,
@@ -57,13 +64,15 @@ impl AnomalyClass {
         Self::FailedWriteRead,
         Self::VersionConflict,
         Self::ExpiredRead,
-        Self::StaleRead,
+        Self::FutureVersion,
         Self::RealTimeInversion,
+        Self::Causality,
+        Self::StaleRead,
     ];
 
     /// False for the classes eventual consistency allows (reported for measurement only).
     pub const fn is_violation(self) -> bool {
-        !matches!(self, Self::StaleRead | Self::RealTimeInversion)
+        !matches!(self, Self::StaleRead)
     }
 
     /// The snake_case name used in the text and JSON reports.
@@ -78,8 +87,10 @@ impl AnomalyClass {
             Self::FailedWriteRead => "failed_write_read",
             Self::VersionConflict => "version_conflict",
             Self::ExpiredRead => "expired_read",
-            Self::StaleRead => "stale_read",
+            Self::FutureVersion => "future_version",
             Self::RealTimeInversion => "real_time_inversion",
+            Self::Causality => "causality",
+            Self::StaleRead => "stale_read",
         }
     }
 
@@ -165,6 +176,11 @@ pub struct Summary {
     pub stale_read_share: f64,
     /// The clock offset used, ms.
     pub max_clock_offset_ms: f64,
+    /// Unix ms at the run's zero, from the history's clock record; `None` without one (then
+    /// `future_version` is not checked).
+    pub anchor_unix_ms: Option<u64>,
+    /// Clock faults the clock record lists.
+    pub clock_faults: u64,
     /// From the last run operation's completion to the first final read, ms: the time loadgen
     /// spent healing and waiting for convergence (hints drained, members up). `None` without a
     /// final phase.
@@ -180,7 +196,7 @@ pub struct Report {
     pub counts: Vec<(AnomalyClass, u64)>,
     /// Anomalies, up to the cap per class, grouped by class.
     pub anomalies: Vec<Anomaly>,
-    /// True when no violation (stale reads and inversions do not count) was found.
+    /// True when no violation (stale reads do not count) was found.
     pub valid: bool,
 }
 
@@ -233,6 +249,21 @@ impl Report {
             s.stale_read_share * 100.0,
             s.max_clock_offset_ms
         );
+        match s.anchor_unix_ms {
+            Some(a) => {
+                let _ = writeln!(
+                    o,
+                    "  wall-clock anchor {a} ms (Unix); {} clock fault(s) recorded",
+                    s.clock_faults
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  no clock record (history.clock.json): future_version not checked"
+                );
+            }
+        }
         if let Some(q) = s.quiesce_ms {
             let _ = writeln!(
                 o,

@@ -108,7 +108,7 @@ fn synthetic_histories_pass_clean_and_name_each_planted_fault() {
             .iter()
             .filter(|c| c[1].as_u64().unwrap() > 0)
             .map(|c| c[0].as_str().unwrap().to_string())
-            .filter(|c| c != "stale_read" && c != "real_time_inversion")
+            .filter(|c| c != "stale_read")
             .collect();
         match class {
             None => {

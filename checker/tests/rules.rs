@@ -6,7 +6,10 @@
 //! version_hlc,version_node,ttl_ms,expires_at_ms,replica
 
 use kvstore_checker::history::COLUMNS;
-use kvstore_checker::{AnomalyClass as C, CheckConfig, HistoryReader, Report, check};
+use kvstore_checker::{
+    AnomalyClass as C, CheckConfig, ClockAction, ClockFault, ClockRecord, HistoryReader, Report,
+    check,
+};
 
 /// Final reads of key `k` on the three replicas, all returning the same state
 /// (`value_id,tombstone,version_hlc,version_node`), starting at op id `op`.
@@ -33,6 +36,10 @@ fn run(csv: &str, offset_ms: u64) -> Report {
 }
 
 fn run_with(csv: &str, offset_ms: u64, grace_ms: u64) -> Report {
+    run_clocked(csv, offset_ms, grace_ms, None)
+}
+
+fn run_clocked(csv: &str, offset_ms: u64, grace_ms: u64, clock: Option<ClockRecord>) -> Report {
     let text = format!("{}\n{csv}", COLUMNS.join(","));
     let reader = HistoryReader::new(text.as_bytes()).expect("header");
     check(
@@ -40,10 +47,37 @@ fn run_with(csv: &str, offset_ms: u64, grace_ms: u64) -> Report {
         &CheckConfig {
             max_clock_offset_ns: offset_ms * 1_000_000,
             tombstone_grace_ns: grace_ms * 1_000_000,
+            clock,
             ..CheckConfig::default()
         },
     )
     .expect("readable history")
+}
+
+/// The wall-clock anchor of the clocked cases: the run's zero was Unix time 1,000,000 ms.
+const ANCHOR_MS: u64 = 1_000_000;
+
+/// An HLC whose physical part is `ms` after the anchor.
+const fn hlc_at(ms: u64) -> u64 {
+    (ANCHOR_MS + ms) << 16
+}
+
+/// A clock record with the anchor, offset 500 ms and node 2's clock bumped 1 h ahead from 0 s.
+fn clock_record() -> ClockRecord {
+    ClockRecord {
+        anchor_unix_ms: ANCHOR_MS,
+        max_clock_offset_ms: 500,
+        faults: vec![ClockFault {
+            node: 2,
+            addr: "n2".into(),
+            action: ClockAction::Bump,
+            from_ns: 0,
+            until_ns: None,
+            delta_ms: 3_600_000,
+            period_ms: None,
+            rate: None,
+        }],
+    }
 }
 
 struct Case {
@@ -51,6 +85,7 @@ struct Case {
     history: String,
     offset_ms: u64,
     grace_ms: u64,
+    clock: Option<ClockRecord>,
     expect: &'static [(C, u64)],
 }
 
@@ -60,7 +95,16 @@ fn case(name: &'static str, history: String, expect: &'static [(C, u64)]) -> Cas
         history,
         offset_ms: 500,
         grace_ms: 3_600_000,
+        clock: None,
         expect,
+    }
+}
+
+/// A case judged with [`clock_record`].
+fn clocked(name: &'static str, history: String, expect: &'static [(C, u64)]) -> Case {
+    Case {
+        clock: Some(clock_record()),
+        ..case(name, history, expect)
     }
 }
 
@@ -131,6 +175,7 @@ fn cases() -> Vec<Case> {
                 + &finals(3, "a", ",false,,"),
             offset_ms: 500,
             grace_ms: 1000,
+            clock: None,
             expect: &[],
         },
         case(
@@ -179,6 +224,7 @@ fn cases() -> Vec<Case> {
                 + &finals(3, "a", ",false,,"),
             offset_ms: 500,
             grace_ms: 1000,
+            clock: None,
             expect: &[],
         },
         case(
@@ -405,6 +451,27 @@ fn cases() -> Vec<Case> {
                 + &finals(4, "a", "2,false,20,1"),
             &[],
         ),
+        case(
+            "an unknown-outcome TTL put stamped after the client gave up is read within its ttl",
+            // The put timed out at 1 s (a paused coordinator); it took effect later: first
+            // read at 4 s. A read at 5.5 s is within ttl 2000 ms of that, not an expired read.
+            "1,0,n1,put,a,1,,unknown,0,1000000000,,,2000,,\n\
+             2,0,n2,get,a,1,false,ok,3900000000,4000000000,10,1,,,\n\
+             3,0,n2,get,a,1,false,ok,5500000000,5600000000,10,1,,,\n"
+                .to_string()
+                + &finals(4, "a", ",false,,"),
+            &[],
+        ),
+        case(
+            "expired read of an unknown-outcome TTL put: past ttl + offset of the first read of it",
+            "1,0,n1,put,a,1,,unknown,0,1000000000,,,2000,,\n\
+             2,0,n2,get,a,1,false,ok,3900000000,4000000000,10,1,,,\n\
+             3,0,n2,get,a,1,false,ok,6600000000,6700000000,10,1,,,\n"
+                .to_string()
+                + &finals(4, "a", ",false,,"),
+            &[(C::ExpiredRead, 1)],
+        ),
+        // ------------------------------------------------ versions against real time
         Case {
             name: "real-time inversion: a later write got the older version",
             history: "1,0,n1,put,a,1,,ok,0,1000000,50,1,,,\n\
@@ -413,6 +480,7 @@ fn cases() -> Vec<Case> {
                 + &finals(3, "a", "1,false,50,1"),
             offset_ms: 10,
             grace_ms: 3_600_000,
+            clock: None,
             expect: &[(C::RealTimeInversion, 1)],
         },
         Case {
@@ -423,8 +491,94 @@ fn cases() -> Vec<Case> {
                 + &finals(3, "a", "1,false,50,1"),
             offset_ms: 10,
             grace_ms: 3_600_000,
+            clock: None,
             expect: &[],
         },
+        Case {
+            name: "real-time inversion through an unknown-outcome write whose version a read showed",
+            history: "1,0,n1,put,a,1,,unknown,0,30000000,,,,,\n\
+                      2,0,n1,get,a,1,false,ok,1000000,2000000,50,1,,,\n\
+                      3,1,n2,put,a,2,,ok,20000000,21000000,40,2,,,\n"
+                .to_string()
+                + &finals(4, "a", "1,false,50,1"),
+            offset_ms: 10,
+            grace_ms: 3_600_000,
+            clock: None,
+            expect: &[(C::RealTimeInversion, 1)],
+        },
+        Case {
+            name: "no inversion against an unknown-outcome write no read showed",
+            history: "1,0,n1,put,a,1,,unknown,0,1000000,,,,,\n\
+                      2,1,n2,put,a,2,,ok,20000000,21000000,40,2,,,\n"
+                .to_string()
+                + &finals(3, "a", "2,false,40,2"),
+            offset_ms: 10,
+            grace_ms: 3_600_000,
+            clock: None,
+            expect: &[],
+        },
+        clocked(
+            "future version: an acknowledged write stamped 2 s ahead of real time",
+            format!(
+                "1,0,n2,put,a,1,,ok,0,1000000,{h},2,,,\n{}",
+                finals(2, "a", &format!("1,false,{},2", hlc_at(2001))),
+                h = hlc_at(2001)
+            ),
+            &[(C::FutureVersion, 1)],
+        ),
+        clocked(
+            "no future version within the clock offset",
+            format!(
+                "1,0,n2,put,a,1,,ok,0,1000000,{h},2,,,\n{}",
+                finals(2, "a", &format!("1,false,{},2", hlc_at(450))),
+                h = hlc_at(450)
+            ),
+            &[],
+        ),
+        clocked(
+            "future version of an unknown-outcome put, judged at the first read that showed it",
+            format!(
+                "1,0,n2,put,a,1,,unknown,0,1000000,,,,,\n\
+                 2,0,n1,get,a,1,false,ok,3000000,5000000,{h},2,,,\n{}",
+                finals(3, "a", &format!("1,false,{},2", hlc_at(1000))),
+                h = hlc_at(1000)
+            ),
+            &[(C::FutureVersion, 1)],
+        ),
+        case(
+            "no future_version without a clock record (an older history)",
+            format!(
+                "1,0,n2,put,a,1,,ok,0,1000000,{h},2,,,\n{}",
+                finals(2, "a", &format!("1,false,{},2", hlc_at(2001))),
+                h = hlc_at(2001)
+            ),
+            &[],
+        ),
+        case(
+            "causality: a read returned a value whose put was invoked after the read completed",
+            "1,0,n1,get,a,1,false,ok,1000000,5000000,10,1,,,\n\
+             2,0,n1,put,a,1,,ok,10000000,11000000,10,1,,,\n"
+                .to_string()
+                + &finals(3, "a", "1,false,10,1"),
+            &[(C::Causality, 1)],
+        ),
+        case(
+            "causality: a tombstone read before its delete was invoked",
+            "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
+             2,0,n1,get,a,,true,ok,2000000,5000000,20,1,,,\n\
+             3,0,n1,delete,a,,,ok,10000000,11000000,20,1,,,\n"
+                .to_string()
+                + &finals(4, "a", ",true,20,1"),
+            &[(C::Causality, 1)],
+        ),
+        case(
+            "no causality violation: a read concurrent with the put it returned",
+            "1,0,n1,put,a,1,,ok,1000000,9000000,10,1,,,\n\
+             2,0,n1,get,a,1,false,ok,0,5000000,10,1,,,\n"
+                .to_string()
+                + &finals(3, "a", "1,false,10,1"),
+            &[],
+        ),
     ]
 }
 
@@ -432,7 +586,7 @@ fn cases() -> Vec<Case> {
 fn every_rule_and_tricky_valid_case_gives_the_expected_verdict() {
     let mut failures = Vec::new();
     for c in cases() {
-        let report = run_with(&c.history, c.offset_ms, c.grace_ms);
+        let report = run_clocked(&c.history, c.offset_ms, c.grace_ms, c.clock.clone());
         for class in C::ALL {
             let want = c
                 .expect
@@ -559,4 +713,46 @@ fn the_readme_example_is_a_valid_history() {
     assert!(report.valid, "{}", report.render_text(5));
     assert_eq!(report.summary.operations, 9);
     assert_eq!(report.summary.keys_verified, 1);
+}
+
+#[test]
+fn a_future_version_names_the_clock_fault_in_force_on_the_stamping_node() {
+    let h = hlc_at(3_600_000);
+    let report = run_clocked(
+        &format!(
+            "1,0,n2,put,a,1,,ok,0,1000000,{h},2,,,\n{}",
+            finals(2, "a", &format!("1,false,{h},2"))
+        ),
+        500,
+        3_600_000,
+        Some(clock_record()),
+    );
+    assert!(!report.valid);
+    let a = &report.anomalies[0];
+    assert_eq!(a.class, C::FutureVersion);
+    assert!(
+        a.message.contains("clock bump +3600000 ms on node 2"),
+        "{}",
+        a.message
+    );
+    assert_eq!(a.ops[0].line, 2, "the acknowledged write");
+    assert_eq!(report.summary.anchor_unix_ms, Some(ANCHOR_MS));
+    assert_eq!(report.summary.clock_faults, 1);
+}
+
+#[test]
+fn divergence_read_before_the_cluster_read_is_called_a_missing_repair() {
+    // Replica r3 missed the put; the final read through the cluster, taken after the replica
+    // reads, returned the newest state (and would have repaired r3 by read repair).
+    let report = run(
+        "1,0,n1,put,a,1,,ok,0,1000000,10,1,,,\n\
+         2,0,n1,final_read,a,1,false,ok,9000000000,9000000001,10,1,,,r1\n\
+         3,0,n1,final_read,a,1,false,ok,9000000000,9000000001,10,1,,,r2\n\
+         4,0,n1,final_read,a,,false,ok,9000000000,9000000001,,,,,r3\n\
+         5,0,n1,final_read,a,1,false,ok,9000000002,9000000003,10,1,,,\n",
+        500,
+    );
+    assert_eq!(report.count(C::Divergence), 1, "{}", report.render_text(5));
+    let a = &report.anomalies[0];
+    assert!(a.message.contains("no repair mechanism"), "{}", a.message);
 }

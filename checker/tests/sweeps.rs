@@ -42,6 +42,10 @@ fn random_history(seed: u64) -> Vec<Record> {
                 if rng.random_bool(0.1) {
                     r.outcome = Outcome::Unknown;
                     r.version = None;
+                    // Half the unknown-outcome puts took effect: reads may show them.
+                    if rng.random_bool(0.5) {
+                        puts.push((i, version));
+                    }
                 } else {
                     puts.push((i, version));
                 }
@@ -87,18 +91,29 @@ fn brute_stale(recs: &[Record]) -> u64 {
         .count() as u64
 }
 
+/// Writes whose version is known, as (invoke, surely-done-by, version): acknowledged writes,
+/// and unknown-outcome puts some read returned (done by that read's completion, the earliest).
 fn brute_inversions(recs: &[Record], offset: u64) -> u64 {
-    let writes: Vec<&Record> = recs
+    let mut writes: Vec<(u64, u64, Option<Version>)> = recs
         .iter()
         .filter(|r| r.kind != OpKind::Get && r.outcome == Outcome::Ok)
+        .map(|r| (r.invoke_ns, r.complete_ns, r.version))
         .collect();
+    for p in recs
+        .iter()
+        .filter(|r| r.kind == OpKind::Put && r.outcome == Outcome::Unknown)
+    {
+        let reads: Vec<&Record> = recs
+            .iter()
+            .filter(|g| g.kind == OpKind::Get && g.value_id == p.value_id)
+            .collect();
+        if let Some(first) = reads.iter().min_by_key(|g| g.complete_ns) {
+            writes.push((p.invoke_ns, first.complete_ns, first.version));
+        }
+    }
     writes
         .iter()
-        .filter(|b| {
-            writes
-                .iter()
-                .any(|a| a.complete_ns + offset < b.invoke_ns && a.version > b.version)
-        })
+        .filter(|b| writes.iter().any(|a| a.1 + offset < b.0 && a.2 > b.2))
         .count() as u64
 }
 

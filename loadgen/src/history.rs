@@ -4,8 +4,15 @@
 //! carries that id in its first bytes ([`kvstore_checker::value_id`]), so any read names the
 //! write it saw. Each operation becomes a [`Record`] streamed to `history.csv` as it completes
 //! (the file is never held in memory). After the run, [`final_reads`] appends, for every key the
-//! run touched, a read through the cluster and a direct read of each of the key's replicas
-//! (`LocalRead`, no repair), which the checker uses to verify convergence.
+//! run touched, a direct read of each of the key's replicas (`LocalRead`, no repair) and then a
+//! read through the cluster, which the checker uses to verify convergence. The replicas are
+//! read first because the read through the cluster starts read repair on them: read after it,
+//! they would show a repaired key even when no repair mechanism (hints) had done its job.
+//!
+//! Beside `history.csv`, [`HistoryRecorder::finish`] writes its clock record,
+//! `history.clock.json` ([`ClockRecord`]): the run's wall-clock anchor (Unix ms at the history's
+//! zero, from loadgen's own clock), the cluster's clock-offset bound and every clock fault
+//! applied, so the checker can set versions against real time.
 //!
 //! For a peer store (Redis, etcd), [`peer_final_reads`] does the same through its driver: a
 //! read as clients read, then a read of each member alone (Redis: the primary and each
@@ -16,14 +23,15 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use kvstore_checker::history::{HistoryWriter, OpKind as HKind, Outcome, Record};
 use kvstore_checker::value_id;
+use kvstore_checker::{ClockFault, ClockRecord};
 use kvstore_client::{Client, ErrorKind, ReadOptions};
 
 use crate::LoadgenError;
@@ -37,6 +45,9 @@ pub struct HistoryRecorder {
     next_id: AtomicU64,
     start: Instant,
     failure: Mutex<Option<String>>,
+    path: PathBuf,
+    /// Written next to the history by [`Self::finish`]; clock faults are added as applied.
+    clock: Mutex<ClockRecord>,
 }
 
 impl std::fmt::Debug for HistoryRecorder {
@@ -45,6 +56,49 @@ impl std::fmt::Debug for HistoryRecorder {
             .field("next_id", &self.next_id)
             .finish()
     }
+}
+
+/// Copies the clock faults the timeline applied (`log`) into `rec`'s clock record, on the
+/// history's time base; `origin` is the timeline's zero (a strobe's `until_s` counts from it).
+pub fn record_clock_faults(
+    rec: &HistoryRecorder,
+    log: &crate::cluster::faults::FaultLog,
+    origin: Instant,
+    endpoints: &[String],
+) {
+    let applied = log
+        .clock_faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for (at, f, node) in applied {
+        let until = f
+            .until_s
+            .map(|u| rec.at_ns(origin + Duration::from_secs_f64(u)));
+        let addr = endpoints.get(node as usize).cloned().unwrap_or_default();
+        if let Some(cf) = crate::cluster::clock::record_fault(&f, node, &addr, rec.at_ns(at), until)
+        {
+            rec.record_clock_fault(cf);
+        }
+    }
+}
+
+/// The servers' default `--max-clock-offset-ms`.
+pub const DEFAULT_MAX_CLOCK_OFFSET_MS: u64 = 500;
+
+/// The clock-offset bound nodes started with `server_args` run with: their
+/// `--max-clock-offset-ms` (either spelling, `--flag N` or `--flag=N`), else the default.
+pub fn max_clock_offset_ms(server_args: &[String]) -> u64 {
+    const FLAG: &str = "--max-clock-offset-ms";
+    let mut found = None;
+    for (i, a) in server_args.iter().enumerate() {
+        if a == FLAG {
+            found = server_args.get(i + 1).and_then(|v| v.parse().ok());
+        } else if let Some(v) = a.strip_prefix(FLAG).and_then(|r| r.strip_prefix('=')) {
+            found = v.parse().ok();
+        }
+    }
+    found.unwrap_or(DEFAULT_MAX_CLOCK_OFFSET_MS)
 }
 
 fn outcome(r: &Result<(), ErrorKind>) -> Outcome {
@@ -57,8 +111,19 @@ fn outcome(r: &Result<(), ErrorKind>) -> Outcome {
 }
 
 impl HistoryRecorder {
-    /// Creates `path`; times are recorded relative to `start`.
-    pub fn create(path: &Path, start: Instant) -> Result<Self, LoadgenError> {
+    /// Creates `path`; times are recorded relative to `start`, which must be about now: the
+    /// wall-clock anchor is read here. `max_clock_offset_ms` is the cluster's offset bound.
+    pub fn create(
+        path: &Path,
+        start: Instant,
+        max_clock_offset_ms: u64,
+    ) -> Result<Self, LoadgenError> {
+        // The anchor: wall-clock time at `start`, from the same moment's two clocks.
+        let (now_i, now_s) = (Instant::now(), SystemTime::now());
+        let since_epoch = now_s
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let anchor = since_epoch.saturating_sub(now_i.saturating_duration_since(start));
         let f = File::create(path).map_err(|e| LoadgenError::results(path, e))?;
         let w = HistoryWriter::new(BufWriter::with_capacity(1 << 20, f))
             .map_err(|e| LoadgenError::History(e.to_string()))?;
@@ -67,7 +132,43 @@ impl HistoryRecorder {
             next_id: AtomicU64::new(1),
             start,
             failure: Mutex::new(None),
+            path: path.to_path_buf(),
+            clock: Mutex::new(ClockRecord {
+                anchor_unix_ms: anchor.as_millis() as u64,
+                max_clock_offset_ms,
+                faults: Vec::new(),
+            }),
         })
+    }
+
+    /// ns on the history's time base of `t`.
+    pub fn at_ns(&self, t: Instant) -> u64 {
+        self.ns(t)
+    }
+
+    /// Adds a clock fault to the clock record. A fault on a node ends the one in force there.
+    pub fn record_clock_fault(&self, fault: ClockFault) {
+        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        for f in c.faults.iter_mut().filter(|f| f.node == fault.node) {
+            if f.until_ns.is_none_or(|u| u > fault.from_ns) {
+                f.until_ns = Some(fault.from_ns);
+            }
+        }
+        c.faults.push(fault);
+    }
+
+    /// Ends every clock fault still in force at `at` (the healing before the final phase).
+    pub fn clock_faults_healed(&self, at: Instant) {
+        let at = self.ns(at);
+        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        for f in c.faults.iter_mut().filter(|f| f.until_ns.is_none()) {
+            f.until_ns = Some(at);
+        }
+    }
+
+    /// The clock record as it stands.
+    pub fn clock_record(&self) -> ClockRecord {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn ns(&self, t: Instant) -> u64 {
@@ -90,12 +191,16 @@ impl HistoryRecorder {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Flushes the file; fails if any record could not be written.
+    /// Flushes the file and writes the clock record beside it; fails if any record could not
+    /// be written.
     pub fn finish(&self) -> Result<(), LoadgenError> {
         if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             w.into_inner()
                 .map_err(|e| LoadgenError::History(e.to_string()))?;
         }
+        self.clock_record()
+            .write_sidecar(&self.path)
+            .map_err(|e| LoadgenError::History(e.to_string()))?;
         match self
             .failure
             .lock()
@@ -249,8 +354,9 @@ impl OpObserver for HistoryRecorder {
     }
 }
 
-/// Appends final reads of keys `keys` (by name): one through the cluster, then one per replica
-/// directly. Bounded: each read has the client's deadline; failures are recorded as such.
+/// Appends final reads of keys `keys` (by name): one per replica directly (`LocalRead`, which
+/// repairs nothing), then one through the cluster (which may start read repair). Bounded: each
+/// read has the client's deadline; failures are recorded as such.
 pub async fn final_reads(
     rec: &HistoryRecorder,
     client: &Client,
@@ -276,27 +382,6 @@ pub async fn final_reads(
         )
     };
     for key in keys {
-        let t0 = Instant::now();
-        let r = client.get(&key, ReadOptions::default()).await;
-        let t1 = Instant::now();
-        let record = match &r {
-            Ok(g) => rec.read_record(
-                rec.next_id(),
-                client_id,
-                g.coordinator.clone(),
-                HKind::FinalRead,
-                &key,
-                g.value.as_ref(),
-                g.version,
-                g.expires_at_ms,
-                Outcome::Ok,
-                t0,
-                t1,
-                None,
-            ),
-            Err(e) => unread(&key, String::new(), outcome(&Err(e.kind())), (t0, t1), None),
-        };
-        rec.write(&record);
         let replicas = client.replicas_of(&key);
         if replicas.is_empty() {
             return Err(LoadgenError::History(format!(
@@ -349,6 +434,28 @@ pub async fn final_reads(
             };
             rec.write(&record);
         }
+        // Through the cluster last: its read repair must not touch the replicas read above.
+        let t0 = Instant::now();
+        let r = client.get(&key, ReadOptions::default()).await;
+        let t1 = Instant::now();
+        let record = match &r {
+            Ok(g) => rec.read_record(
+                rec.next_id(),
+                client_id,
+                g.coordinator.clone(),
+                HKind::FinalRead,
+                &key,
+                g.value.as_ref(),
+                g.version,
+                g.expires_at_ms,
+                Outcome::Ok,
+                t0,
+                t1,
+                None,
+            ),
+            Err(e) => unread(&key, String::new(), outcome(&Err(e.kind())), (t0, t1), None),
+        };
+        rec.write(&record);
         progress.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
@@ -421,4 +528,61 @@ pub async fn peer_final_reads(
         progress.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offset_bound_comes_from_the_server_flags() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(max_clock_offset_ms(&args(&[])), 500);
+        assert_eq!(
+            max_clock_offset_ms(&args(&["--vnodes", "8", "--max-clock-offset-ms", "250"])),
+            250
+        );
+        assert_eq!(
+            max_clock_offset_ms(&args(&["--max-clock-offset-ms=90"])),
+            90
+        );
+    }
+
+    #[tokio::test]
+    async fn finish_writes_the_clock_record_beside_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.csv");
+        let start = Instant::now();
+        let before = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let h = HistoryRecorder::create(&path, start, 250).unwrap();
+        h.record_clock_fault(ClockFault {
+            node: 2,
+            addr: "a".into(),
+            action: kvstore_checker::ClockAction::Bump,
+            from_ns: 10,
+            until_ns: None,
+            delta_ms: 1000,
+            period_ms: None,
+            rate: None,
+        });
+        h.record_clock_fault(ClockFault {
+            node: 2,
+            addr: "a".into(),
+            action: kvstore_checker::ClockAction::Reset,
+            from_ns: 20,
+            until_ns: None,
+            delta_ms: 0,
+            period_ms: None,
+            rate: None,
+        });
+        h.finish().unwrap();
+        let r = ClockRecord::read_sidecar(&path).unwrap().expect("sidecar");
+        assert!(r.anchor_unix_ms.abs_diff(before) < 1000, "{r:?}");
+        assert_eq!(r.max_clock_offset_ms, 250);
+        assert_eq!(r.faults.len(), 2);
+        assert_eq!(r.faults[0].until_ns, Some(20), "the reset ended the bump");
+    }
 }

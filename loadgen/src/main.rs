@@ -5,6 +5,9 @@
 //! ceiling), and two hidden ones it starts itself: `node <kvstore-server flags>` (a cluster node
 //! from the linked server library, so a fresh clone needs only this binary) and `echo-server`
 //! (the gRPC ceiling's server).
+//!
+//! Exit status of `run`: 0 done (and, for a recorded history, the checker found it valid), 1
+//! the checker found violations, 2 the run itself failed.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -32,7 +35,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs a scenario and writes its results.
+    /// Runs a scenario and writes its results. With `record_history`, the checker's verdict
+    /// ends the summary and goes to checker.json; exit 1 on violations, 2 on errors.
     Run {
         /// The scenario TOML file.
         scenario: PathBuf,
@@ -189,7 +193,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.shutdown_timeout(Duration::from_secs(5));
             let outcome = outcome?;
             println!("{}", outcome.report);
-            Ok(ExitCode::SUCCESS)
+            // A recorded history with violations fails the run (1, like `checker verify`).
+            Ok(match &outcome.verdict {
+                Some(v) if !v.valid => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            })
         }
         Command::Compare {
             baseline,

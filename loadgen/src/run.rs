@@ -63,6 +63,8 @@ pub struct RunOutcome {
     pub results: RunResults,
     /// The report printed.
     pub report: String,
+    /// The checker's verdict on the recorded history (`record_history` runs only).
+    pub verdict: Option<kvstore_checker::Report>,
 }
 
 fn now_unix() -> u64 {
@@ -149,7 +151,21 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
             Some(bin) => ServerProgram::Binary(bin.clone()),
             None => ServerProgram::SelfExec(opts.exe.clone()),
         };
-        let c = LocalCluster::start(&scenario.cluster, program, &dir.join("nodes"))?;
+        // Nodes a clock fault targets run under libfaketime.
+        let mut faked: Vec<u32> = scenario
+            .faults
+            .iter()
+            .filter(|f| f.action.is_clock())
+            .filter_map(|f| f.node_index())
+            .collect();
+        faked.sort_unstable();
+        faked.dedup();
+        let c = LocalCluster::start_with_clocks(
+            &scenario.cluster,
+            program,
+            &dir.join("nodes"),
+            &faked,
+        )?;
         let endpoints = c.endpoints();
         status.println(&format!(
             "cluster: {} nodes at {}",
@@ -231,12 +247,20 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
         results.measured_seconds,
     );
     results::write_all(&dir, &results, &phases)?;
-    let report = results::report::render(&results, &phases, Some(&dir));
+    let mut report = results::report::render(&results, &phases, Some(&dir));
     history_result?;
+    let verdict = if scenario.run.record_history {
+        let v = crate::verdict::judge(&dir)?;
+        report.push_str(&crate::verdict::render(&v));
+        Some(v)
+    } else {
+        None
+    };
     Ok(RunOutcome {
         dir,
         results,
         report,
+        verdict,
     })
 }
 
@@ -342,6 +366,7 @@ async fn drive_and_report(
         Some(Arc::new(HistoryRecorder::create(
             &dir.join("history.csv"),
             Instant::now(),
+            crate::history::max_clock_offset_ms(&scenario.cluster.server_args),
         )?))
     } else {
         None
@@ -477,6 +502,7 @@ async fn drive_and_report(
     // 5. History: quiesce, then final reads of every key the run touched.
     let history_result = match history {
         Some(h) => {
+            crate::history::record_clock_faults(&h, &fault_log, origin, endpoints);
             finish_history(
                 &h,
                 &executors[0],
@@ -510,6 +536,7 @@ async fn finish_history(
     if let Some(c) = cluster {
         c.heal()
             .map_err(|e| LoadgenError::History(format!("cannot heal the cluster: {e}")))?;
+        h.clock_faults_healed(Instant::now());
     }
     let space = KeySpace::new(keys, &w.key_prefix);
     let progress = AtomicU64::new(0);

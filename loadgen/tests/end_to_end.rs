@@ -72,6 +72,10 @@ fn run(dir: &Path, scenario: &str, name: &str) -> PathBuf {
         stdout.contains("[RESOURCES], ServerCpuPerOp(us), "),
         "{stdout}"
     );
+    assert!(stdout.contains("[FAULT], pause node 2"), "{stdout}");
+    if scenario.contains("record_history = true") {
+        assert!(stdout.contains("[CHECKER], Verdict, VALID\n"), "{stdout}");
+    }
     let runs: Vec<PathBuf> = std::fs::read_dir(results.join(name))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -173,7 +177,7 @@ fn a_short_run_writes_every_file_and_the_counts_agree() {
     let faults = std::fs::read_to_string(dir.join("faults.csv")).unwrap();
     assert_eq!(faults.lines().count(), 3, "{faults}");
     assert!(
-        faults.contains(",pause,2,\n") && faults.contains(",resume,2,\n"),
+        faults.contains(",pause,2,,,\n") && faults.contains(",resume,2,,,\n"),
         "{faults}"
     );
     let phases = std::fs::read_to_string(dir.join("phases.csv")).unwrap();
@@ -441,16 +445,59 @@ fn a_recorded_history_ends_with_final_reads_of_every_replica() {
     let file = std::fs::File::open(dir.join("history.csv")).expect("history.csv");
     let mut reader = kvstore_checker::history::HistoryReader::new(file).expect("header");
     let (mut writes, mut finals, mut replica_reads) = (0, 0, 0);
+    // Per key: the last replica read's completion, then the read through the cluster's start.
+    let mut replicas_done: std::collections::HashMap<String, u64> = Default::default();
+    let mut read_after_repair = Vec::new();
     while let Some((_, r)) = reader.next_record().expect("every row is valid") {
         use kvstore_checker::history::OpKind;
         match r.kind {
             OpKind::Put | OpKind::Delete => writes += 1,
-            OpKind::FinalRead if r.replica.is_some() => replica_reads += 1,
-            OpKind::FinalRead => finals += 1,
+            OpKind::FinalRead if r.replica.is_some() => {
+                replica_reads += 1;
+                let e = replicas_done.entry(r.key.clone()).or_default();
+                *e = (*e).max(r.complete_ns);
+            }
+            OpKind::FinalRead => {
+                finals += 1;
+                // The replicas must be read before the read through the cluster repairs them.
+                if replicas_done
+                    .get(&r.key)
+                    .is_none_or(|&done| done > r.invoke_ns)
+                {
+                    read_after_repair.push(r.key.clone());
+                }
+            }
             OpKind::Get => {}
         }
     }
     assert!(writes >= 50, "{writes} writes (the load alone has 50)");
     assert!(finals >= 50, "one final read per touched key, got {finals}");
     assert_eq!(replica_reads, finals * 3, "N = 3 replica reads per key");
+    assert!(
+        read_after_repair.is_empty(),
+        "replicas not all read before the cluster read of {read_after_repair:?}"
+    );
+    let clock = kvstore_checker::ClockRecord::read_sidecar(&dir.join("history.csv"))
+        .expect("readable clock record")
+        .expect("history.clock.json beside history.csv");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        clock.anchor_unix_ms < now_ms && now_ms - clock.anchor_unix_ms < 600_000,
+        "the anchor is the run's start: {clock:?}"
+    );
+    assert_eq!(clock.max_clock_offset_ms, 500, "the servers' default");
+    assert!(clock.faults.is_empty(), "no clock fault in this scenario");
+    // The run ended with the checker's verdict (the run's exit status 0 says it was valid).
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("checker.json")).expect("checker.json"))
+            .expect("JSON");
+    assert_eq!(verdict["valid"], serde_json::Value::Bool(true), "{verdict}");
+    assert_eq!(
+        verdict["summary"]["keys_verified"].as_u64(),
+        Some(50),
+        "{verdict}"
+    );
 }

@@ -279,3 +279,100 @@ fn retargeting_renames_and_revalidates() {
         Err(LoadgenError::Scenario { field, .. }) if field == "cluster.endpoints"
     ));
 }
+
+#[test]
+fn clock_faults_are_checked_field_by_field() {
+    let fault = |body: &str| format!("{BASE}\n[[fault]]\nat_s = 1\nnode = 1\n{body}\n");
+    let cases = [
+        (
+            "action = \"bump\"\ndelta_ms = 5",
+            "fault[0].kind",
+            "kind = \"clock\"",
+        ),
+        (
+            "kind = \"clock\"\naction = \"kill\"",
+            "fault[0].action",
+            "bump, strobe, drift or reset",
+        ),
+        (
+            "kind = \"clock\"\naction = \"bump\"",
+            "fault[0].delta_ms",
+            "needs delta_ms",
+        ),
+        (
+            "kind = \"clock\"\naction = \"bump\"\ndelta_ms = 0",
+            "fault[0].delta_ms",
+            "not be 0",
+        ),
+        (
+            "kind = \"clock\"\naction = \"bump\"\ndelta_ms = 999999999999",
+            "fault[0].delta_ms",
+            "a week",
+        ),
+        (
+            "kind = \"clock\"\naction = \"strobe\"\ndelta_ms = 900\nperiod_ms = 100",
+            "fault[0].until_s",
+            "needs until_s",
+        ),
+        (
+            "kind = \"clock\"\naction = \"strobe\"\ndelta_ms = 900\nperiod_ms = 5\nuntil_s = 3",
+            "fault[0].period_ms",
+            ">= 10",
+        ),
+        (
+            "kind = \"clock\"\naction = \"drift\"\nrate = 1.0",
+            "fault[0].rate",
+            "not 1",
+        ),
+        (
+            "kind = \"clock\"\naction = \"drift\"\nrate = 1.1\nuntil_s = 0.5",
+            "fault[0].until_s",
+            "after at_s",
+        ),
+        (
+            "action = \"kill\"\ndelta_ms = 5",
+            "fault[0].delta_ms",
+            "only clock faults",
+        ),
+        (
+            "kind = \"clock\"\naction = \"reset\"\nrate = 2.0",
+            "fault[0].rate",
+            "does not take",
+        ),
+    ];
+    for (body, want_field, want_why) in cases {
+        let (field, why) = refuse(&fault(body));
+        assert_eq!(field, want_field, "{body}: {why}");
+        assert!(why.contains(want_why), "{body}: {why}");
+    }
+    // A clock fault leaves process state alone: a bump of a killed node is fine, and so is a
+    // restart after it.
+    let ok = format!(
+        "{BASE}\n[[fault]]\nat_s = 1\naction = \"kill\"\nnode = 1\n\n[[fault]]\nat_s = 2\n\
+         kind = \"clock\"\naction = \"bump\"\ndelta_ms = -60000\nnode = 1\n\n[[fault]]\nat_s = 3\n\
+         action = \"restart\"\nnode = 1\n"
+    );
+    Scenario::parse(Path::new("x/ok.toml"), &ok).expect("valid");
+}
+
+#[test]
+fn crash_all_takes_every_node_and_needs_them_up() {
+    let (field, why) = refuse(&format!(
+        "{BASE}\n[[fault]]\nat_s = 1\naction = \"crash_all\"\nnode = 1\n"
+    ));
+    assert_eq!(field, "fault[0].node", "{why}");
+    let (field, why) = refuse(&format!(
+        "{BASE}\n[[fault]]\nat_s = 1\naction = \"pause\"\nnode = 2\n\n[[fault]]\nat_s = 2\naction = \"crash_all\"\n"
+    ));
+    assert_eq!(field, "fault[1].at_s");
+    assert!(why.contains("node 2 is paused"), "{why}");
+    // Without a node a process fault is refused: only crash_all defaults to every node.
+    let (field, why) = refuse(&format!("{BASE}\n[[fault]]\nat_s = 1\naction = \"kill\"\n"));
+    assert_eq!(field, "fault[0].node");
+    assert!(why.contains("node index"), "{why}");
+    Scenario::parse(
+        Path::new("x/ok.toml"),
+        &format!("{BASE}\n[[fault]]\nat_s = 1\naction = \"crash_all\"\n"),
+    )
+    .expect("valid");
+}

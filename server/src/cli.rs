@@ -184,6 +184,11 @@ pub struct Args {
     #[arg(long, hide = true)]
     #[serde(default)]
     pub fault_no_repair: bool,
+    /// FAULT INJECTION (tests only): no hints (read repair still runs).
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    pub fault_no_hints: bool,
     /// FAULT INJECTION (tests only): lose tombstones at compaction.
     #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true)]
@@ -244,6 +249,7 @@ impl Args {
             self.fault_ack_before_write |= file.fault_ack_before_write;
             self.fault_keep_older |= file.fault_keep_older;
             self.fault_no_repair |= file.fault_no_repair;
+            self.fault_no_hints |= file.fault_no_hints;
             self.fault_lose_tombstones |= file.fault_lose_tombstones;
         }
         self
@@ -319,6 +325,7 @@ impl Args {
                 ack_before_write: self.fault_ack_before_write,
                 keep_older: self.fault_keep_older,
                 no_repair: self.fault_no_repair,
+                no_hints: self.fault_no_hints,
                 lose_tombstones: self.fault_lose_tombstones,
             };
         }

@@ -21,6 +21,9 @@ pub struct Faults {
     pub keep_older: bool,
     /// Skip read repair and hinted handoff.
     pub no_repair: bool,
+    /// Skip hinted handoff only (read repair still runs): a node that missed writes converges
+    /// only for keys something reads through the cluster.
+    pub no_hints: bool,
     /// Forget tombstones at compaction (resurrects deleted values).
     pub lose_tombstones: bool,
 }

@@ -204,7 +204,19 @@ fn check_key(ctx: &mut Ctx<'_>, f: &mut Findings, key: &KeyOps) -> bool {
             f,
             AnomalyClass::Divergence,
             key,
-            format!("{} replicas disagree after healing", states.len()),
+            format!(
+                "{} replicas disagree after healing{}",
+                states.len(),
+                match cluster {
+                    Some(c) if states.iter().all(|(_, o)| o.complete <= c.invoke) => {
+                        ", read before the read through the cluster: no repair mechanism \
+                         (hints, anti-entropy) converged them, read repair did not hide it"
+                    }
+                    Some(_) =>
+                        ", some read after the read through the cluster (its read repair may have touched them)",
+                    None => "",
+                }
+            ),
             finals.clone(),
         );
     }

@@ -8,7 +8,12 @@
 //! - `convergence`: the replicas' final reads agree; the agreed state was written by an
 //!   acknowledged or unknown-outcome write; no acknowledged write is newer than it (lost write,
 //!   or resurrection when a delete was lost under an older value);
-//! - `staleness`: reported, not failed: stale reads and real-time inversions.
+//! - `realtime`: versions against real time: no version further ahead of the real time it was
+//!   observed at than the clock offset (`future_version`, needs the history's clock record), no
+//!   write older than one that completed more than the offset before it began
+//!   (`real_time_inversion`), no read of a write invoked after the read completed
+//!   (`causality`);
+//! - `staleness`: reported, not failed: stale reads.
 //!
 //! Deliberately not checked: anything across keys (no transactions), read-your-writes or
 //! monotonic reads during the run (eventual consistency does not promise them), and replica
@@ -16,13 +21,15 @@
 
 pub(crate) mod convergence;
 pub(crate) mod reads;
+pub(crate) mod realtime;
 pub(crate) mod staleness;
 
+use crate::fasthash::FastMap as HashMap;
 use crate::fasthash::FastSet as HashSet;
 
 use crate::model::{Model, Op};
 use crate::report::{Anomaly, AnomalyClass, Findings, Report, Summary};
-use crate::{CheckerError, Record};
+use crate::{CheckerError, ClockRecord, Record};
 
 /// Tuning of the verdict.
 #[derive(Clone, Debug)]
@@ -37,6 +44,10 @@ pub struct CheckConfig {
     pub tombstone_grace_ns: u64,
     /// Anomalies listed per class in the report (all are counted). Default 1000.
     pub max_listed_per_class: usize,
+    /// The history's clock record (wall-clock anchor, clock faults): `future_version` is only
+    /// checked with one. Its `max_clock_offset_ms` is informative here; the offset used is
+    /// `max_clock_offset_ns` (the binary sets it from the record unless told otherwise).
+    pub clock: Option<ClockRecord>,
 }
 
 impl Default for CheckConfig {
@@ -45,6 +56,7 @@ impl Default for CheckConfig {
             max_clock_offset_ns: 500_000_000,
             tombstone_grace_ns: 3_600_000_000_000,
             max_listed_per_class: 1000,
+            clock: None,
         }
     }
 }
@@ -123,12 +135,40 @@ pub(crate) struct Ctx<'a> {
     pub grace: u64,
     /// Value ids of unknown-outcome puts observed by some read (their effect is proven).
     pub applied_unknown: HashSet<u64>,
+    /// [`CheckConfig::clock`].
+    pub clock: Option<&'a ClockRecord>,
+    /// Value id -> earliest completion of an ok read that returned it: by then the put surely
+    /// took effect (for an unknown-outcome put, the only such bound: the coordinator may stamp
+    /// it long after the client gave up, e.g. once a paused node resumes).
+    pub first_seen: HashMap<u64, u64>,
 }
 
 impl Ctx<'_> {
-    /// Upper bound (ns since run start) of when `put`'s value surely expired: its version was
-    /// stamped before the put completed, plus the TTL, plus the clock offset and 1 ms for the
-    /// millisecond granularity of expiry times.
+    /// When `put` surely took effect (its version was stamped by then): its ack, or for an
+    /// unknown outcome the first ok read that returned its value (`None`: never shown).
+    pub fn stamped_by(&self, put: &Op) -> Option<u64> {
+        match put.outcome {
+            crate::Outcome::Ok => Some(put.complete),
+            _ => put.value_id.and_then(|x| self.first_seen.get(&x).copied()),
+        }
+    }
+
+    /// When `put`'s value surely expired, for judging a read that returned it (a violation):
+    /// stamped by [`Self::stamped_by`], plus the TTL, the clock offset and 1 ms for the
+    /// millisecond granularity of expiry times. `None` for an unknown-outcome put no read showed.
+    pub fn surely_expired_for_reads(&self, put: &Op) -> Option<u64> {
+        let ttl = put.ttl_ms?;
+        Some(
+            self.stamped_by(put)?
+                .saturating_add(ttl.saturating_mul(1_000_000))
+                .saturating_add(self.offset)
+                .saturating_add(1_000_000),
+        )
+    }
+
+    /// The same bound from the put's completion, for excusing a final state (nothing where an
+    /// expired value was): lenient for unknown-outcome puts, whose late stamping would only
+    /// leave the value live, which the replicas' states then show.
     pub fn surely_expired_at(&self, put: &Op) -> Option<u64> {
         put.ttl_ms.map(|ttl| {
             put.complete
@@ -156,6 +196,8 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
         offset: cfg.max_clock_offset_ns,
         grace: cfg.tombstone_grace_ns,
         applied_unknown: HashSet::default(),
+        clock: cfg.clock.as_ref(),
+        first_seen: first_seen(model),
     };
     reads::check(&mut ctx, &mut f);
     let has_final_phase = model.final_reads_count.total() > 0;
@@ -176,6 +218,7 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
             staleness: None,
         });
     }
+    realtime::check(&ctx, &mut f);
     staleness::check(&ctx, &mut f);
     let gets_ok = model.gets_count.ok;
     let stale = f.count(AnomalyClass::StaleRead);
@@ -198,12 +241,27 @@ fn judge(model: &Model, cfg: &CheckConfig) -> Report {
                 stale as f64 / gets_ok as f64
             },
             max_clock_offset_ms: cfg.max_clock_offset_ns as f64 / 1e6,
+            anchor_unix_ms: cfg.clock.as_ref().map(|c| c.anchor_unix_ms),
+            clock_faults: cfg.clock.as_ref().map_or(0, |c| c.faults.len() as u64),
             quiesce_ms: quiesce_ms(model),
         },
         counts,
         anomalies,
         valid,
     }
+}
+
+/// Value id -> earliest completion of an ok read (get or final read) that returned it.
+fn first_seen(model: &Model) -> HashMap<u64, u64> {
+    let mut out: HashMap<u64, u64> = HashMap::default();
+    for op in model.keys.iter().flat_map(|k| &k.ops) {
+        if let (true, Some(x)) = (op.is_ok_read(), op.value_id) {
+            out.entry(x)
+                .and_modify(|t| *t = (*t).min(op.complete))
+                .or_insert(op.complete);
+        }
+    }
+    out
 }
 
 /// First final read's start minus the last run operation's completion, in ms.

@@ -302,17 +302,18 @@ fn expiry(
     if replica_read {
         return; // a replica keeps expired entries until compaction: not a read of them
     }
-    if let Some(t) = ctx.surely_expired_at(put)
+    if let Some(t) = ctx.surely_expired_for_reads(put)
         && op.invoke > t
     {
         f.push(AnomalyClass::ExpiredRead, || Anomaly {
             class: AnomalyClass::ExpiredRead,
             key: key.to_string(),
             message: format!(
-                "read value id {} with ttl_ms {} that began {:.3} ms after the put completed (more than ttl + clock offset + 1 ms)",
+                "read value id {} with ttl_ms {} that began {:.3} ms after the put surely took effect \
+                 (its ack, or the first read of it; more than ttl + clock offset + 1 ms)",
                 put.value_id.unwrap_or_default(),
                 put.ttl_ms.unwrap_or_default(),
-                (op.invoke - put.complete) as f64 / 1e6
+                (op.invoke - ctx.stamped_by(put).unwrap_or(put.complete)) as f64 / 1e6
             ),
             ops: vec![OpRef::new(op, "read after expiry"), OpRef::new(put, "put with ttl")],
             staleness: None,

@@ -5,13 +5,10 @@
 //!   number ("versions behind") and the time from the first of them completing to the get's
 //!   start ("ms behind"). A get that found nothing at all is compared only with writes without
 //!   a TTL (a TTL'd write may have expired, which is not staleness).
-//! - **real-time inversion**: an acknowledged write began more than the clock offset after
-//!   another acknowledged write of the same key completed, yet got an older version (LWW will
-//!   let the earlier write win). One finding per inverted write, naming the newest write it
-//!   inverted with.
 //!
-//! Both are sweeps over time with a Fenwick tree indexed by version rank, O(n log n) per key,
-//! so hot keys with hundreds of thousands of operations stay fast.
+//! A sweep over time with a Fenwick tree indexed by version rank, O(n log n) per key, so hot
+//! keys with hundreds of thousands of operations stay fast. (Real-time inversions, once
+//! reported here, are violations now: see `realtime`.)
 
 use kvstore_proto::Version;
 
@@ -27,7 +24,6 @@ pub(crate) fn check(ctx: &Ctx<'_>, f: &mut Findings) {
             continue;
         }
         stale_reads(f, &key.name, &key.ops, &writes);
-        inversions(ctx, f, &key.name, &writes);
     }
 }
 
@@ -133,44 +129,5 @@ fn stale_reads(f: &mut Findings, key: &str, ops: &[Op], writes: &[&Op]) {
             ],
             staleness: Some(Staleness { versions: n, ms }),
         });
-    }
-}
-
-fn inversions(ctx: &Ctx<'_>, f: &mut Findings, key: &str, writes: &[&Op]) {
-    let mut by_invoke: Vec<&Op> = writes.to_vec();
-    by_invoke.sort_by_key(|w| w.invoke);
-    let mut by_complete: Vec<&Op> = writes.to_vec();
-    by_complete.sort_by_key(|w| w.complete);
-    let mut newest: Option<&Op> = None;
-    let mut next = 0;
-    for b in by_invoke {
-        while next < by_complete.len()
-            && by_complete[next].complete.saturating_add(ctx.offset) < b.invoke
-        {
-            let a = by_complete[next];
-            if newest.is_none_or(|n| a.version > n.version) {
-                newest = Some(a);
-            }
-            next += 1;
-        }
-        let Some(a) = newest else { continue };
-        if b.version < a.version {
-            let gap = (b.invoke - a.complete) as f64 / 1e6;
-            f.push(AnomalyClass::RealTimeInversion, || Anomaly {
-                class: AnomalyClass::RealTimeInversion,
-                key: key.to_string(),
-                message: format!(
-                    "a write began {gap:.3} ms after another completed (clock offset {:.3} ms), yet got the older version {} < {}",
-                    ctx.offset as f64 / 1e6,
-                    b.version.map(|v| v.to_string()).unwrap_or_default(),
-                    a.version.map(|v| v.to_string()).unwrap_or_default(),
-                ),
-                ops: vec![
-                    OpRef::new(a, "earlier write, newer version"),
-                    OpRef::new(b, "later write, older version"),
-                ],
-                staleness: None,
-            });
-        }
     }
 }

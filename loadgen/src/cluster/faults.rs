@@ -1,12 +1,15 @@
 //! The fault timeline: applies each `[[fault]]` at its time (seconds after measuring began),
 //! to the local cluster's processes (signals) or, for an existing cluster, by running the
 //! configured shell command. Every fault applied is recorded with its actual time, and what is
-//! in force is published for the status line.
+//! in force is published for the status line. Clock faults (local clusters only) rewrite the
+//! node's libfaketime file; a ticker beside the timeline keeps strobes and drifts moving, and
+//! each clock fault applied is kept with its instant for the history's clock record.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::clock::detail;
 use super::launcher::LocalCluster;
 use super::peers::PeerCluster;
 use crate::results::FaultEvent;
@@ -38,6 +41,8 @@ pub struct FaultLog {
     pub events: Mutex<Vec<FaultEvent>>,
     /// Node states as the timeline left them (for endpoints clusters, as commanded).
     pub states: Mutex<Vec<NodeState>>,
+    /// Clock faults applied: when, the fault, the node index.
+    pub clock_faults: Mutex<Vec<(Instant, FaultSpec, u32)>>,
 }
 
 impl FaultLog {
@@ -46,6 +51,7 @@ impl FaultLog {
         Self {
             events: Mutex::new(Vec::new()),
             states: Mutex::new(vec![NodeState::Up; nodes]),
+            clock_faults: Mutex::new(Vec::new()),
         }
     }
 
@@ -65,7 +71,7 @@ impl FaultLog {
             .enumerate()
             .map(|(i, s)| format!("n{i}:{}", s.name()))
             .collect();
-        let in_force: Vec<String> = states
+        let mut in_force: Vec<String> = states
             .iter()
             .enumerate()
             .filter(|(_, s)| **s != NodeState::Up)
@@ -80,6 +86,21 @@ impl FaultLog {
                 )
             })
             .collect();
+        // The last clock fault of each node, unless a reset (or a strobe's end) closed it.
+        let clocks = self.clock_faults.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        for i in 0..states.len() as u32 {
+            if let Some((at, f, _)) = clocks.iter().rev().find(|(_, _, n)| *n == i) {
+                let ended = f.action == FaultAction::Reset
+                    || (f.action == FaultAction::Strobe
+                        && f.until_s.zip(f.at_s.into()).is_some_and(|(u, a)| {
+                            now >= *at + Duration::from_secs_f64((u - a).max(0.0))
+                        }));
+                if !ended {
+                    in_force.push(format!("clock {} n{i}", f.action.name()));
+                }
+            }
+        }
         format!(
             "{} | fault: {}",
             nodes.join(" "),
@@ -92,7 +113,13 @@ impl FaultLog {
     }
 }
 
-async fn apply(target: &FaultTarget, action: FaultAction, node: u32) -> Result<(), String> {
+async fn apply(
+    target: &FaultTarget,
+    f: &FaultSpec,
+    node: u32,
+    until: Option<Instant>,
+) -> Result<(), String> {
+    let action = f.action;
     match target {
         FaultTarget::Local(cluster) => {
             let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
@@ -101,6 +128,11 @@ async fn apply(target: &FaultTarget, action: FaultAction, node: u32) -> Result<(
                 FaultAction::Restart => c.restart(node),
                 FaultAction::Pause => c.pause(node),
                 FaultAction::Resume => c.resume(node),
+                FaultAction::Bump
+                | FaultAction::Strobe
+                | FaultAction::Drift
+                | FaultAction::Reset => c.clock(node, f, Instant::now(), until),
+                FaultAction::CrashAll => c.crash_all(),
             }
         }
         FaultTarget::Peers(cluster) => {
@@ -110,6 +142,12 @@ async fn apply(target: &FaultTarget, action: FaultAction, node: u32) -> Result<(
                 FaultAction::Restart => c.restart(node),
                 FaultAction::Pause => c.pause(node),
                 FaultAction::Resume => c.resume(node),
+                // Clock faults need libfaketime under loadgen's own nodes; crash_all is not
+                // built for peers yet.
+                other => Err(format!(
+                    "{} faults are for kvstore nodes loadgen launches, not peer stores",
+                    other.name()
+                )),
             }
         }
         FaultTarget::Commands {
@@ -142,6 +180,23 @@ async fn apply(target: &FaultTarget, action: FaultAction, node: u32) -> Result<(
     }
 }
 
+/// How often faked clocks are brought up to date (strobe flips, drift steps).
+const CLOCK_TICK: Duration = Duration::from_millis(10);
+
+/// Keeps the local cluster's faked clocks moving until `cancel` is set.
+async fn tick_clocks(cluster: Arc<Mutex<LocalCluster>>, cancel: Arc<AtomicBool>) {
+    while !cancel.load(Ordering::Relaxed) {
+        let r = cluster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tick_clocks(Instant::now());
+        if let Err(e) = r {
+            tracing::warn!("clock faults: {e}");
+        }
+        tokio::time::sleep(CLOCK_TICK).await;
+    }
+}
+
 /// Applies `faults` (resolved: every node is an index) at `origin + at_s`, recording into
 /// `log`. Stops early when `cancel` is set.
 pub async fn run_timeline(
@@ -150,6 +205,25 @@ pub async fn run_timeline(
     origin: Instant,
     log: Arc<FaultLog>,
     cancel: Arc<AtomicBool>,
+) {
+    let ticker = match &target {
+        FaultTarget::Local(c) if faults.iter().any(|f| f.action.is_clock()) => {
+            Some(tokio::spawn(tick_clocks(c.clone(), cancel.clone())))
+        }
+        _ => None,
+    };
+    timeline(faults, &target, origin, &log, &cancel).await;
+    if let Some(t) = ticker {
+        let _ = t.await;
+    }
+}
+
+async fn timeline(
+    faults: Vec<FaultSpec>,
+    target: &FaultTarget,
+    origin: Instant,
+    log: &FaultLog,
+    cancel: &AtomicBool,
 ) {
     for f in faults {
         let at = origin + Duration::from_secs_f64(f.at_s);
@@ -161,14 +235,21 @@ pub async fn run_timeline(
             tokio::time::sleep(left.min(Duration::from_millis(100))).await;
         }
         let node = f.node_index().unwrap_or(0);
-        let result = apply(&target, f.action, node).await;
-        let at_s = Instant::now()
-            .saturating_duration_since(origin)
-            .as_secs_f64();
+        let until = f.until_s.map(|u| origin + Duration::from_secs_f64(u));
+        let applied = Instant::now();
+        let result = apply(target, &f, node, until).await;
+        let at_s = applied.saturating_duration_since(origin).as_secs_f64();
         if result.is_ok() {
-            let mut states = log.states.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(s) = states.get_mut(node as usize) {
-                *s = NodeState::after(f.action);
+            if f.action.is_clock() {
+                log.clock_faults
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((applied, f.clone(), node));
+            } else {
+                let mut states = log.states.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(s) = states.get_mut(node as usize) {
+                    *s = NodeState::after(f.action);
+                }
             }
         }
         log.events
@@ -179,6 +260,8 @@ pub async fn run_timeline(
                 action: f.action,
                 node,
                 error: result.err(),
+                until_s: f.until_s,
+                detail: detail(&f),
             });
     }
 }

@@ -6,7 +6,8 @@
 //! Nodes get fixed ports (chosen free at start), so a restarted node comes back on the same
 //! address and data directory, as an operator's would. Node `i` (0-based) has node id `i + 1`.
 //! Every process is killed when the [`LocalCluster`] is dropped; its data directories are
-//! removed with it. Node output goes to `<log_dir>/node-<i>.log`.
+//! removed with it. Node output goes to `<log_dir>/node-<i>.log`. Nodes a clock fault targets
+//! run under libfaketime with their own timestamp file ([`super::clock`]), across restarts.
 //!
 //! Not here: deciding when to fault (the timeline) or judging the cluster's health beyond
 //! "every node lists every member up".
@@ -17,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use kvstore_client::{Client, ClientConfig, ClientTls, pb};
 use kvstore_server::process::ChildProcess;
+
+use super::clock::{ClockProgram, NodeClock, faketime_env};
+use crate::scenario::FaultSpec;
 
 use crate::LoadgenError;
 use crate::scenario::{ClusterSpec, NodeState};
@@ -64,6 +68,8 @@ struct Node {
     data_dir: PathBuf,
     process: Option<ChildProcess>,
     state: NodeState,
+    /// Set for nodes a clock fault targets: their processes run under libfaketime.
+    clock: Option<NodeClock>,
 }
 
 /// A cluster of local node processes.
@@ -95,7 +101,7 @@ impl LocalCluster {
         program: ServerProgram,
         log_dir: &Path,
     ) -> Result<Self, LoadgenError> {
-        Self::start_with(spec, program, log_dir, false)
+        Self::start_with(spec, program, log_dir, false, &[])
     }
 
     /// [`start`](Self::start), each node on its own loopback address
@@ -105,7 +111,19 @@ impl LocalCluster {
         program: ServerProgram,
         log_dir: &Path,
     ) -> Result<Self, LoadgenError> {
-        Self::start_with(spec, program, log_dir, true)
+        Self::start_with(spec, program, log_dir, true, &[])
+    }
+
+    /// Like [`Self::start`], with the nodes of index `faked_clocks` under libfaketime (their
+    /// wall clocks at true time until [`Self::clock`] moves them). Fails when libfaketime is
+    /// missing.
+    pub fn start_with_clocks(
+        spec: &ClusterSpec,
+        program: ServerProgram,
+        log_dir: &Path,
+        faked_clocks: &[u32],
+    ) -> Result<Self, LoadgenError> {
+        Self::start_with(spec, program, log_dir, false, faked_clocks)
     }
 
     fn start_with(
@@ -113,6 +131,7 @@ impl LocalCluster {
         program: ServerProgram,
         log_dir: &Path,
         own_addresses: bool,
+        faked_clocks: &[u32],
     ) -> Result<Self, LoadgenError> {
         std::fs::create_dir_all(log_dir).map_err(|e| {
             LoadgenError::Cluster(format!("cannot create {}: {e}", log_dir.display()))
@@ -137,12 +156,21 @@ impl LocalCluster {
             } else {
                 None
             };
+            let clock = if faked_clocks.contains(&i) {
+                let file = data.path().join(format!("node-{i}.faketime"));
+                Some(NodeClock::create(file.clone()).map_err(|e| {
+                    LoadgenError::Cluster(format!("cannot write {}: {e}", file.display()))
+                })?)
+            } else {
+                None
+            };
             nodes.push(Node {
                 addr: format!("{ip}:{port}"),
                 metrics,
                 data_dir: data.path().join(format!("node-{i}")),
                 process: None,
                 state: NodeState::Up,
+                clock,
             });
         }
         let certs = if spec.tls {
@@ -229,13 +257,33 @@ impl LocalCluster {
         let flags = self.flags(i, join);
         let (program, args) = self.program.command(flags);
         let log = self.log_dir.join(format!("node-{i}.log"));
-        let p = ChildProcess::spawn_logged(&format!("node-{i}"), &program, &args, Some(&log))
-            .map_err(|e| {
-                LoadgenError::Cluster(format!(
-                    "cannot start node {i} ({}): {e}",
-                    program.display()
-                ))
-            })?;
+        let env = match &self.nodes[i].clock {
+            Some(c) => faketime_env(&c.file).map_err(LoadgenError::Cluster)?,
+            None => Vec::new(),
+        };
+        let cannot = |e: std::io::Error| {
+            LoadgenError::Cluster(format!(
+                "cannot start node {i} ({}): {e}",
+                program.display()
+            ))
+        };
+        let p = if env.is_empty() {
+            ChildProcess::spawn_logged(&format!("node-{i}"), &program, &args, Some(&log))
+                .map_err(cannot)?
+        } else {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .map_err(cannot)?;
+            let mut cmd = std::process::Command::new(&program);
+            cmd.args(&args)
+                .envs(env)
+                .stdin(std::process::Stdio::null())
+                .stdout(f.try_clone().map_err(cannot)?)
+                .stderr(f);
+            ChildProcess::spawn(&format!("node-{i}"), cmd).map_err(cannot)?
+        };
         self.nodes[i].process = Some(p);
         self.nodes[i].state = NodeState::Up;
         Ok(())
@@ -314,6 +362,48 @@ impl LocalCluster {
         self.spawn(i as usize, join).map_err(|e| e.to_string())
     }
 
+    /// SIGKILL every running node at once: every signal is sent before any process is reaped,
+    /// so no node sees another's death first. Leaves every node killed.
+    pub fn kill_all(&mut self) -> Result<(), String> {
+        for n in &self.nodes {
+            if let Some(p) = &n.process {
+                p.signal(libc::SIGKILL)
+                    .map_err(|e| format!("cannot SIGKILL node at {}: {e}", n.addr))?;
+            }
+        }
+        for n in &mut self.nodes {
+            if let Some(mut p) = n.process.take() {
+                p.kill();
+            }
+            n.state = NodeState::Killed;
+        }
+        Ok(())
+    }
+
+    /// Starts every killed node again, each on its address and data directory.
+    pub fn restart_all(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() as u32 {
+            if self.nodes[i as usize].process.is_none() {
+                self.restart(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `crash_all`: [`Self::kill_all`], then [`Self::restart_all`].
+    pub fn crash_all(&mut self) -> Result<(), String> {
+        self.kill_all()?;
+        self.restart_all()
+    }
+
+    /// Whether node `i` has a live process.
+    pub fn is_running(&mut self, i: u32) -> bool {
+        self.nodes
+            .get_mut(i as usize)
+            .and_then(|n| n.process.as_mut())
+            .is_some_and(|p| !p.has_exited())
+    }
+
     /// SIGSTOP node `i`.
     pub fn pause(&mut self, i: u32) -> Result<(), String> {
         let n = self.node(i)?;
@@ -338,8 +428,46 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Heals every fault: resumes paused nodes and restarts killed ones.
+    /// Applies clock fault `f` to node `i` at `now` (`until` = its `until_s` as an instant).
+    pub fn clock(
+        &mut self,
+        i: u32,
+        f: &FaultSpec,
+        now: Instant,
+        until: Option<Instant>,
+    ) -> Result<(), String> {
+        let n = self.node(i)?;
+        let c = n
+            .clock
+            .as_mut()
+            .ok_or("the node was not started under libfaketime")?;
+        let next = c.program.after(f, now, until);
+        c.set(next, now)
+            .map_err(|e| format!("cannot write {}: {e}", c.file.display()))
+    }
+
+    /// Rewrites the clock files whose programs changed offset by `now` (strobe flips, drift).
+    pub fn tick_clocks(&mut self, now: Instant) -> Result<(), String> {
+        for c in self.nodes.iter_mut().filter_map(|n| n.clock.as_mut()) {
+            c.tick(now)
+                .map_err(|e| format!("cannot write {}: {e}", c.file.display()))?;
+        }
+        Ok(())
+    }
+
+    /// True when some node runs under libfaketime.
+    pub fn has_faked_clocks(&self) -> bool {
+        self.nodes.iter().any(|n| n.clock.is_some())
+    }
+
+    /// Heals every fault: resumes paused nodes, restarts killed ones, sets every clock back to
+    /// true time.
     pub fn heal(&mut self) -> Result<(), String> {
+        let now = Instant::now();
+        for c in self.nodes.iter_mut().filter_map(|n| n.clock.as_mut()) {
+            c.set(ClockProgram::default(), now)
+                .map_err(|e| format!("cannot write {}: {e}", c.file.display()))?;
+        }
         for i in 0..self.nodes.len() as u32 {
             match self.nodes[i as usize].state {
                 NodeState::Paused => self.resume(i)?,

@@ -42,6 +42,11 @@ pub struct FaultEvent {
     pub node: u32,
     /// `None` when it worked; the error otherwise.
     pub error: Option<String>,
+    /// Clock faults: when a strobe or drift was planned to stop (same base as `at_s`).
+    pub until_s: Option<f64>,
+    /// Clock faults: their parameters (`delta_ms=3600000`, `period_ms=500`, `rate=1.05`),
+    /// `;`-separated; empty for process faults.
+    pub detail: String,
 }
 
 /// Everything a run produced, as the results writers need it.
@@ -153,14 +158,16 @@ pub fn write_all(dir: &Path, r: &RunResults, phases: &[phases::Phase]) -> Result
     timeseries::write(&dir.join("timeseries.csv"), &r.measurements)?;
     hdrlog::write(dir, &r.measurements)?;
     phases::write(&dir.join("phases.csv"), phases)?;
-    let mut faults = String::from("at_s,action,node,error\n");
+    let mut faults = String::from("at_s,action,node,error,until_s,detail\n");
     for f in &r.faults {
         faults.push_str(&format!(
-            "{:.3},{},{},{}\n",
+            "{:.3},{},{},{},{},{}\n",
             f.at_s,
             f.action.name(),
             f.node,
-            f.error.as_deref().unwrap_or("").replace([',', '\n'], " ")
+            f.error.as_deref().unwrap_or("").replace([',', '\n'], " "),
+            f.until_s.map(|u| format!("{u:.3}")).unwrap_or_default(),
+            f.detail.replace([',', '\n'], " ")
         ));
     }
     write("faults.csv", faults)?;

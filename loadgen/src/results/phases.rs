@@ -59,12 +59,37 @@ pub struct Phase {
     pub recovery_s: Option<f64>,
 }
 
-/// Pairs each kill/pause with the restart/resume of the same node.
+/// Pairs each kill/pause with the restart/resume of the same node; a clock bump, strobe or
+/// drift lasts until its own `until_s` (strobe), the node's next clock fault, or a reset.
 pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f64>)> {
     let mut out: Vec<(FaultAction, u32, f64, Option<f64>)> = Vec::new();
-    for e in events {
+    for e in events
+        .iter()
+        .filter(|e| e.error.is_none() || !e.action.is_clock())
+    {
+        if e.action.is_clock() {
+            // A new clock fault on a node ends the one in force there.
+            if let Some(iv) = out
+                .iter_mut()
+                .rev()
+                .find(|iv| iv.0.is_clock() && iv.1 == e.node && iv.3.is_none_or(|u| u > e.at_s))
+            {
+                iv.3 = Some(e.at_s);
+            }
+            let until = if e.action == FaultAction::Strobe {
+                e.until_s
+            } else {
+                None
+            };
+            if e.action != FaultAction::Reset {
+                out.push((e.action, e.node, e.at_s, until));
+            }
+            continue;
+        }
         match e.action {
             FaultAction::Kill | FaultAction::Pause => out.push((e.action, e.node, e.at_s, None)),
+            // Killed and restarted at once: recovery counts from the restart.
+            FaultAction::CrashAll => out.push((e.action, e.node, e.at_s, Some(e.at_s))),
             FaultAction::Restart | FaultAction::Resume => {
                 let opener = if e.action == FaultAction::Restart {
                     FaultAction::Kill
@@ -79,8 +104,10 @@ pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f6
                     iv.3 = Some(e.at_s);
                 }
             }
+            FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {}
         }
     }
+    out.sort_by(|a, b| a.2.total_cmp(&b.2));
     out
 }
 
@@ -136,13 +163,19 @@ pub fn compute(m: &Measurements, events: &[FaultEvent], measured_seconds: u64) -
                 })
             });
             let healer = match action {
-                FaultAction::Kill => "restart",
+                FaultAction::Kill | FaultAction::CrashAll => "restart",
+                a if a.is_clock() => "reset",
                 _ => "resume",
             };
             Phase {
                 label: format!(
-                    "{} node {node}{}",
+                    "{} {}{}",
                     action.name(),
+                    if action == FaultAction::CrashAll {
+                        "(every node)".to_string()
+                    } else {
+                        format!("node {node}")
+                    },
                     if end.is_some() {
                         format!(" + {healer}")
                     } else {
@@ -229,7 +262,33 @@ mod tests {
             action,
             node: 1,
             error: None,
+            until_s: None,
+            detail: String::new(),
         }
+    }
+
+    #[test]
+    fn clock_faults_last_until_a_reset_the_next_clock_fault_or_a_strobes_end() {
+        let strobe = FaultEvent {
+            until_s: Some(4.0),
+            ..ev(3.0, FaultAction::Strobe)
+        };
+        let ivs = intervals(&[
+            ev(1.0, FaultAction::Bump),
+            ev(2.0, FaultAction::Reset),
+            strobe,
+            ev(6.0, FaultAction::Drift),
+            ev(7.0, FaultAction::Bump),
+        ]);
+        assert_eq!(
+            ivs,
+            vec![
+                (FaultAction::Bump, 1, 1.0, Some(2.0)),
+                (FaultAction::Strobe, 1, 3.0, Some(4.0)),
+                (FaultAction::Drift, 1, 6.0, Some(7.0)),
+                (FaultAction::Bump, 1, 7.0, None),
+            ]
+        );
     }
 
     #[test]

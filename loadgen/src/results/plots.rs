@@ -68,7 +68,11 @@ fn shades(r: &RunResults, x_end: f64) -> Vec<(f64, f64, FaultAction, u32)> {
 fn shade_color(a: FaultAction) -> RGBAColor {
     match a {
         FaultAction::Kill | FaultAction::Restart => RED.mix(0.15),
+        FaultAction::CrashAll => RGBColor(150, 0, 0).mix(0.3),
         FaultAction::Pause | FaultAction::Resume => RGBColor(255, 170, 0).mix(0.22),
+        FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
+            RGBColor(60, 120, 255).mix(0.18)
+        }
     }
 }
 

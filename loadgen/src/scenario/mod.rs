@@ -14,6 +14,7 @@
 //!
 //! This module does not run anything and does no I/O besides reading the file.
 
+mod clock_faults;
 mod validate;
 mod value_size;
 
@@ -205,6 +206,13 @@ impl FaultCommands {
             FaultAction::Restart => self.restart.as_deref(),
             FaultAction::Pause => self.pause.as_deref(),
             FaultAction::Resume => self.resume.as_deref(),
+            // Clock faults need loadgen's own nodes (libfaketime under them), and so does
+            // crash_all (it kills and restarts every process at once).
+            FaultAction::Bump
+            | FaultAction::Strobe
+            | FaultAction::Drift
+            | FaultAction::Reset
+            | FaultAction::CrashAll => None,
         }
     }
 }
@@ -345,6 +353,21 @@ pub enum FaultAction {
     Pause,
     /// SIGCONT a paused node.
     Resume,
+    /// Clock (`kind = "clock"`): the node's wall clock jumps by `delta_ms` (added to the offset
+    /// in force) and stays there.
+    Bump,
+    /// Clock: the node's wall clock alternates between `+delta_ms` and true time every
+    /// `period_ms` until `until_s`, then is back to true time.
+    Strobe,
+    /// Clock: the node's wall clock runs at `rate` times real speed until `until_s` (or the
+    /// next clock fault on it), then keeps the offset it reached.
+    Drift,
+    /// Clock: the node's wall clock is back to true time.
+    Reset,
+    /// SIGKILL every node at once (every signal sent before any is reaped), then start them
+    /// all again on their addresses and data directories. `node` is `"all"` (the default).
+    #[serde(rename = "crash_all")]
+    CrashAll,
 }
 
 impl FaultAction {
@@ -355,8 +378,29 @@ impl FaultAction {
             Self::Restart => "restart",
             Self::Pause => "pause",
             Self::Resume => "resume",
+            Self::Bump => "bump",
+            Self::Strobe => "strobe",
+            Self::Drift => "drift",
+            Self::Reset => "reset",
+            Self::CrashAll => "crash_all",
         }
     }
+
+    /// True for the clock actions (`kind = "clock"`), which move a node's wall clock through
+    /// libfaketime and leave its process state alone.
+    pub fn is_clock(self) -> bool {
+        matches!(self, Self::Bump | Self::Strobe | Self::Drift | Self::Reset)
+    }
+}
+
+/// The family of a fault: what it acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    /// The node's process (kill, restart, pause, resume): the default.
+    Process,
+    /// The node's wall clock (bump, strobe, drift, reset), through libfaketime.
+    Clock,
 }
 
 /// Which node a fault hits.
@@ -376,6 +420,8 @@ pub enum NodeSelector {
 pub enum NodeKeyword {
     /// A seeded random eligible node.
     Random,
+    /// Every node (`crash_all`).
+    All,
 }
 
 /// One fault at one moment.
@@ -386,8 +432,30 @@ pub struct FaultSpec {
     pub at_s: f64,
     /// What to do.
     pub action: FaultAction,
-    /// On which node.
+    /// On which node. [default: "all", which only crash_all takes]
+    #[serde(default = "all_nodes")]
     pub node: NodeSelector,
+    /// The fault's family; `"clock"` is required for the clock actions. [default: process]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FaultKind>,
+    /// Clock bump / strobe: the clock's jump (bump, added to the offset in force) or its
+    /// strobe position (ms, negative = behind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_ms: Option<i64>,
+    /// Clock strobe: ms each position lasts (>= 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_ms: Option<u64>,
+    /// Clock drift: the clock's speed relative to real time (> 0, not 1; 1.01 = 1% fast).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Clock strobe (required) and drift (optional): when the strobe or drift stops, seconds
+    /// on the same base as `at_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_s: Option<f64>,
+}
+
+fn all_nodes() -> NodeSelector {
+    NodeSelector::Named(NodeKeyword::All)
 }
 
 impl FaultSpec {
@@ -445,6 +513,13 @@ impl Scenario {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0xfa17_fa17_fa17_fa17);
         let mut states = vec![NodeState::Up; self.cluster.node_count() as usize];
         for fault in &mut self.faults {
+            if fault.action.is_clock() {
+                // Any node's clock can be moved, whatever its process state.
+                if let NodeSelector::Named(NodeKeyword::Random) = fault.node {
+                    fault.node = NodeSelector::Index(rng.random_range(0..states.len() as u32));
+                }
+                continue;
+            }
             if let NodeSelector::Named(NodeKeyword::Random) = fault.node {
                 let eligible: Vec<u32> = (0..states.len() as u32)
                     .filter(|&i| states[i as usize] == NodeState::eligible_for(fault.action))
@@ -522,21 +597,29 @@ pub enum NodeState {
 }
 
 impl NodeState {
-    /// The state a node must be in for `action` to apply.
+    /// The state a node must be in for the process `action` to apply. (Clock actions apply
+    /// in any state; callers skip them: `Up` is returned for them.)
     pub fn eligible_for(action: FaultAction) -> Self {
         match action {
-            FaultAction::Kill | FaultAction::Pause => Self::Up,
+            FaultAction::Kill | FaultAction::Pause | FaultAction::CrashAll => Self::Up,
             FaultAction::Restart => Self::Killed,
             FaultAction::Resume => Self::Paused,
+            FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
+                Self::Up
+            }
         }
     }
 
-    /// The state after `action`.
+    /// The state after the process `action` (clock actions leave the state: callers skip them;
+    /// `Up` is returned for them).
     pub fn after(action: FaultAction) -> Self {
         match action {
             FaultAction::Kill => Self::Killed,
             FaultAction::Pause => Self::Paused,
-            FaultAction::Restart | FaultAction::Resume => Self::Up,
+            FaultAction::Restart | FaultAction::Resume | FaultAction::CrashAll => Self::Up,
+            FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
+                Self::Up
+            }
         }
     }
 

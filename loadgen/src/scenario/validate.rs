@@ -11,9 +11,9 @@ const MAX_VALUE: u64 = kvstore_proto::limits::DEFAULT_MAX_VALUE_BYTES as u64;
 /// Smallest value when histories are recorded: the value id occupies the first bytes.
 pub const MIN_HISTORY_VALUE: u64 = 16;
 
-type Invalid = (String, String);
+pub(super) type Invalid = (String, String);
 
-fn bad<T>(field: &str, why: impl Into<String>) -> Result<T, Invalid> {
+pub(super) fn bad<T>(field: &str, why: impl Into<String>) -> Result<T, Invalid> {
     Err((field.to_string(), why.into()))
 }
 
@@ -156,6 +156,19 @@ fn peer(s: &Scenario) -> Result<(), Invalid> {
         return bad(
             "workload.ttl_share",
             "etcd expires keys only through leases, which the etcd driver does not create: use 0 with kind = \"etcd\"",
+        );
+    }
+    if let Some((i, f)) =
+        s.faults.iter().enumerate().find(|(_, f)| {
+            f.action.is_clock() || f.action == crate::scenario::FaultAction::CrashAll
+        })
+    {
+        return bad(
+            &format!("fault[{i}].action"),
+            format!(
+                "{} is a fault of kvstore nodes loadgen launches; {kind} takes kill, restart, pause and resume",
+                f.action.name()
+            ),
         );
     }
     if c.replication != c.node_count() {
@@ -345,6 +358,32 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
                 ),
             );
         }
+        if super::clock_faults::validate(s, f, &field)? {
+            // A clock fault: checked there; it leaves the node's process state alone.
+            continue;
+        }
+        if f.action == FaultAction::CrashAll {
+            if f.node != NodeSelector::Named(NodeKeyword::All) {
+                return bad(
+                    &field("node"),
+                    "crash_all hits every node: leave node out or set \"all\"",
+                );
+            }
+            if !s.cluster.is_local() {
+                return bad(&field("action"), "crash_all needs loadgen's own nodes");
+            }
+            if let Some(n) = states.iter().position(|st| *st != NodeState::Up) {
+                return bad(
+                    &field("at_s"),
+                    format!(
+                        "crash_all needs every node up at {} s, but node {n} is {}",
+                        f.at_s,
+                        states[n].name().to_lowercase()
+                    ),
+                );
+            }
+            continue;
+        }
         if !s.cluster.is_local() && s.cluster.fault_commands.for_action(f.action).is_none() {
             return bad(
                 &field("action"),
@@ -377,6 +416,12 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
                     );
                 }
                 Some(n)
+            }
+            NodeSelector::Named(NodeKeyword::All) => {
+                return bad(
+                    &field("node"),
+                    format!("{} needs a node index or \"random\"", f.action.name()),
+                );
             }
             NodeSelector::Named(NodeKeyword::Random) => {
                 if !states.contains(&want) {

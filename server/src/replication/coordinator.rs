@@ -137,7 +137,7 @@ pub async fn send_to_replica(
 /// belongs to does not wait for it: hints speed up convergence, the acknowledged copies are
 /// what make a write durable.
 fn hint(shared: &Arc<Shared>, node: u32, key: &str, entry: &Entry) {
-    if shared.config.faults.no_repair {
+    if shared.config.faults.no_repair || shared.config.faults.no_hints {
         return;
     }
     let Some(slot) = shared.hints.reserve(key.len() + entry.value.len()) else {

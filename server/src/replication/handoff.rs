@@ -26,7 +26,7 @@ pub const REPLAY_PERIOD: Duration = Duration::from_millis(500);
 pub async fn run(shared: Arc<Shared>) {
     let mut ticks = Periodic::new(REPLAY_PERIOD, shared.stop_signal());
     while ticks.next().await {
-        if shared.config.faults.no_repair {
+        if shared.config.faults.no_repair || shared.config.faults.no_hints {
             continue;
         }
         for target in shared.hints.targets() {
