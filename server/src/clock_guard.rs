@@ -42,6 +42,10 @@ use crate::hlc::physical_ms;
 /// leaves room for the measurement's error before replicas would refuse its versions.
 pub const UNHEALTHY_FRACTION: f64 = 0.8;
 
+/// How far our wall clock may move unlike the monotonic clock during one heartbeat before the
+/// sample is thrown away (reading the two clocks is not one instant).
+pub const JUMP_TOLERANCE_MS: u64 = 10;
+
 /// One measurement of a peer's clock against ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -57,23 +61,32 @@ pub struct Sample {
 
 impl Sample {
     /// A sample from a heartbeat: our wall clock at send and at receipt, the peer's wall clock
-    /// in its answer, and our monotonic clock at send and receipt.
+    /// in its answer, and our monotonic clock at send and receipt. `None` when our own wall
+    /// clock jumped during the round trip (it moved more than [`JUMP_TOLERANCE_MS`] unlike the
+    /// monotonic clock): the offset would then be measured against one reading of our clock
+    /// and anchored to another, and a node whose clock strobes would judge itself healthy while
+    /// ahead.
     pub fn from_round_trip(
         sent_wall_ms: u64,
         received_wall_ms: u64,
         peer_wall_ms: u64,
         sent_mono_ms: u64,
         received_mono_ms: u64,
-    ) -> Self {
+    ) -> Option<Self> {
         let rtt = received_mono_ms.saturating_sub(sent_mono_ms);
-        // The peer read its clock somewhere within the round trip: assume the middle.
+        let wall_elapsed = received_wall_ms as i64 - sent_wall_ms as i64;
+        if (wall_elapsed - rtt as i64).unsigned_abs() > JUMP_TOLERANCE_MS {
+            return None;
+        }
+        // The peer read its clock somewhere within the round trip: assume the middle, and
+        // anchor the sample there on both of our clocks (the same reading the offset uses).
         let midpoint = sent_wall_ms as i64 + rtt as i64 / 2;
-        Self {
+        Some(Self {
             offset_ms: peer_wall_ms as i64 - midpoint,
             uncertainty_ms: rtt.div_ceil(2),
-            taken_wall_ms: received_wall_ms,
-            taken_mono_ms: received_mono_ms,
-        }
+            taken_wall_ms: midpoint.max(0) as u64,
+            taken_mono_ms: sent_mono_ms + rtt / 2,
+        })
     }
 
     /// The offset now, corrected for how our own wall clock moved since the sample against
@@ -403,9 +416,36 @@ mod tests {
     #[test]
     fn round_trip_sample_takes_the_midpoint() {
         // Sent at wall 1000 (mono 50), received at wall 1100 (mono 150); the peer said 5050.
-        let s = Sample::from_round_trip(1_000, 1_100, 5_050, 50, 150);
+        let s = Sample::from_round_trip(1_000, 1_100, 5_050, 50, 150).unwrap();
         assert_eq!(s.offset_ms, 4_000);
         assert_eq!(s.uncertainty_ms, 50);
+        assert_eq!((s.taken_wall_ms, s.taken_mono_ms), (1_050, 100));
+    }
+
+    #[test]
+    fn a_sample_across_a_jump_of_our_clock_is_thrown_away() {
+        // Our clock jumped 2 s ahead between send and receipt (a strobing clock): the peer's
+        // 1050 was measured against the send-time reading, so anchoring the sample to the
+        // receipt-time reading would make this node look in step with the peer while 2 s
+        // ahead. Such a sample is dropped.
+        assert_eq!(Sample::from_round_trip(1_000, 3_100, 1_050, 50, 150), None);
+        assert_eq!(Sample::from_round_trip(3_000, 1_100, 1_050, 50, 150), None);
+        // Within the tolerance it is kept.
+        assert!(Sample::from_round_trip(1_000, 1_105, 1_050, 50, 150).is_some());
+    }
+
+    #[test]
+    fn a_node_that_jumps_ahead_after_a_sample_is_unhealthy_at_once() {
+        // Sample at true time (peer in step), then our wall clock jumps +2 s: the sample,
+        // corrected by our own jump, shows the peer 2 s behind.
+        let s = Sample::from_round_trip(T0, T0 + 10, T0 + 5, 1_000, 1_010).unwrap();
+        let later = Now {
+            wall_ms: T0 + 2_020,
+            mono_ms: 1_020,
+            hlc_last: 0,
+        };
+        let v = judge(&[(2, Some(s)), (3, Some(s))], later, MAX);
+        assert_eq!(v.state, ClockState::Unhealthy, "{}", v.reason);
     }
 
     #[test]

@@ -169,17 +169,16 @@ pub async fn run_probes(shared: Arc<Shared>) {
                 let (sent_wall, sent_mono) = (shared.wall_ms(), shared.mono_ms());
                 if let Ok(Ok(pong)) = tokio::time::timeout(wait, client.heartbeat(ping)).await {
                     let pong = pong.into_inner();
-                    if pong.wall_ms > 0 {
-                        shared.clock.record(
-                            id,
-                            Sample::from_round_trip(
-                                sent_wall,
-                                shared.wall_ms(),
-                                pong.wall_ms,
-                                sent_mono,
-                                shared.mono_ms(),
-                            ),
-                        );
+                    let sample = Sample::from_round_trip(
+                        sent_wall,
+                        shared.wall_ms(),
+                        pong.wall_ms,
+                        sent_mono,
+                        shared.mono_ms(),
+                    );
+                    // No sample when our clock jumped mid-flight; the next heartbeat measures.
+                    if let (true, Some(sample)) = (pong.wall_ms > 0, sample) {
+                        shared.clock.record(id, sample);
                     }
                     shared.with_members(|t, now| {
                         t.observe_alive(id, now);

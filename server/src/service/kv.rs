@@ -55,6 +55,21 @@ impl KvService {
         }
     }
 
+    /// Refuses (counted) unless this node's clock is judged healthy now.
+    fn require_healthy_clock(&self) -> Result<()> {
+        let s = &self.shared;
+        let verdict = s.clock_verdict();
+        if verdict.state == ClockState::Healthy {
+            return Ok(());
+        }
+        s.clock.count_refusal();
+        Err(Error::ClockUnsafe {
+            node: s.id(),
+            state: verdict.state.name(),
+            reason: verdict.reason,
+        })
+    }
+
     /// The bytes of a request of `bytes` beyond the `charged` ones it was admitted with at the
     /// door ([`super::admit`]), held until it is answered.
     fn admit_extra(&self, bytes: usize, charged: usize) -> Result<crate::admission::Permit> {
@@ -85,16 +100,12 @@ impl KvService {
     /// write is a definite failure and the client tries another node.
     fn stamp(&self) -> Result<Version> {
         let s = &self.shared;
-        let verdict = s.clock_verdict();
-        if verdict.state != ClockState::Healthy {
-            s.clock.count_refusal();
-            return Err(Error::ClockUnsafe {
-                node: s.id(),
-                state: verdict.state.name(),
-                reason: verdict.reason,
-            });
-        }
+        self.require_healthy_clock()?;
         let hlc = s.hlc.now()?;
+        // The clock may have jumped between the verdict and the stamp (a strobing clock flips
+        // every few hundred ms): judged again after the stamp's own clock reading, so a
+        // version taken from a jumped clock is never used.
+        self.require_healthy_clock()?;
         let wall = s.wall_ms();
         let max = s.clock.max_offset_ms();
         if physical_ms(hlc) > wall + max {
