@@ -1,7 +1,8 @@
 //! TLS with real handshakes between real processes: a three-node cluster on mutual TLS forms
 //! and serves through the client library; clients that trust another CA, speak plaintext,
 //! present no certificate (where one is required) or an expired one are refused; a client
-//! certificate cannot make node-only calls; and a node whose certificates come from another
+//! certificate cannot make node-only calls; a node serving an expired certificate is not
+//! trusted; and a node whose certificates come from another
 //! cluster's CA (made by `kvstore-server certs`) cannot join.
 
 mod cluster_support;
@@ -225,6 +226,36 @@ async fn a_mutual_tls_cluster_serves_and_refuses_what_it_should() {
             .is_err(),
     };
     assert!(refused, "an expired client certificate was accepted");
+
+    // A node serving an expired certificate (from the right CA) is refused by clients.
+    let stale = ca
+        .issue_valid(
+            "node-5",
+            &node_hosts("node-5", &[]),
+            Usage::Node,
+            now - time::Duration::days(30),
+            now - time::Duration::days(1),
+        )
+        .unwrap();
+    write(&certs, "node-5", &stale);
+    let n5 = start_node(
+        5,
+        "127.0.0.1:0",
+        dir.path().join("n5"),
+        &node_flags(&certs, 5, false),
+    );
+    let to_stale = client(&n5.addr, Some(tls(ca.pem(), None))).await;
+    match to_stale {
+        Err(_) => {}
+        Ok(c) => {
+            let e = c.status(&n5.addr).await;
+            assert!(
+                e.is_err(),
+                "a node with an expired certificate was trusted: {e:?}"
+            );
+        }
+    }
+    drop(n5);
 
     // A valid client certificate may read the ring but not make node-only calls.
     let ch = raw_channel(&addrs[0], ca.pem(), &client_cert)
