@@ -12,8 +12,8 @@
 //!
 //! The same scenarios run against Redis and etcd (`[cluster] kind`, `loadgen run --target`):
 //! [`driver::store`] is the one driver interface, [`cluster::peers`] launches the peers, and
-//! [`results::side_by_side`] (`loadgen report`) puts runs of any store next to each other. A run that records a history ends with
-//! the checker's [`verdict`] on it.
+//! [`results::side_by_side`] (`loadgen report`) puts runs of any store next to each other. A
+//! run that records a history ends with the checker's [`verdict`] on it.
 //!
 //! Deliberately not here: anything about how a node works inside. loadgen drives servers as
 //! separate processes exactly as a user would, and talks to them only through

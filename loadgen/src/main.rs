@@ -1,8 +1,8 @@
 //! `loadgen`: runs a scenario against kvstore (launching its own local cluster unless the
 //! scenario names endpoints) and leaves its results under `results/<scenario>/<UTC time>/`.
 //!
-//! Subcommands: `run`, `compare`, `report` (runs side by side, any store), `check` (validate scenarios), `selftest` (loadgen's own
-//! ceiling), and two hidden ones it starts itself: `node <kvstore-server flags>` (a cluster node
+//! Subcommands: `run`, `compare`, `report` (runs side by side, any store), `check` (validate
+//! scenarios), `selftest` (loadgen's own ceiling), and two hidden ones it starts itself: `node <kvstore-server flags>` (a cluster node
 //! from the linked server library, so a fresh clone needs only this binary) and `echo-server`
 //! (the gRPC ceiling's server).
 //!

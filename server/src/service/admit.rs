@@ -8,10 +8,11 @@
 //! charged an estimate (the moving average of the puts, or of the values reads returned) when
 //! its headers arrive; a shed request is answered RESOURCE_EXHAUSTED at once, its body never
 //! read (HTTP/2 resets the stream, so the client stops sending it). The handler then charges
-//! whatever the real request has beyond the estimate ([`crate::admission::Admission::admit_extra`]), so the byte
-//! limit holds exactly.
+//! whatever the real request has beyond the estimate
+//! ([`crate::admission::Admission::admit_extra`]), so the byte limit holds exactly.
 //!
-//! Translation only: the decisions are [`crate::admission::Admission`]'s; the status comes from [`status`].
+//! Translation only: the decisions are [`crate::admission::Admission`]'s; the status comes
+//! from [`status`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
