@@ -341,10 +341,7 @@ impl LocalCluster {
     /// SIGKILL node `i`.
     pub fn kill(&mut self, i: u32) -> Result<(), String> {
         let n = self.node(i)?;
-        let mut p = n.process.take().ok_or("node is not running")?;
-        p.kill();
-        n.state = NodeState::Killed;
-        Ok(())
+        super::signals::kill(&mut n.process, &mut n.state)
     }
 
     /// Starts killed node `i` again, same address and data, joining through the others.
@@ -407,25 +404,13 @@ impl LocalCluster {
     /// SIGSTOP node `i`.
     pub fn pause(&mut self, i: u32) -> Result<(), String> {
         let n = self.node(i)?;
-        n.process
-            .as_ref()
-            .ok_or("node is not running")?
-            .pause()
-            .map_err(|e| e.to_string())?;
-        n.state = NodeState::Paused;
-        Ok(())
+        super::signals::pause(&n.process, &mut n.state)
     }
 
     /// SIGCONT node `i`.
     pub fn resume(&mut self, i: u32) -> Result<(), String> {
         let n = self.node(i)?;
-        n.process
-            .as_ref()
-            .ok_or("node is not running")?
-            .resume()
-            .map_err(|e| e.to_string())?;
-        n.state = NodeState::Up;
-        Ok(())
+        super::signals::resume(&n.process, &mut n.state)
     }
 
     /// Applies clock fault `f` to node `i` at `now` (`until` = its `until_s` as an instant).

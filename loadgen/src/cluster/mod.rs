@@ -10,6 +10,7 @@ pub mod faults;
 pub mod launcher;
 pub mod partition;
 pub mod peers;
+pub mod signals;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

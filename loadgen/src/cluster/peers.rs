@@ -304,10 +304,7 @@ impl PeerCluster {
     /// SIGKILL member `i`.
     pub fn kill(&mut self, i: u32) -> Result<(), String> {
         let m = self.member(i)?;
-        let mut p = m.process.take().ok_or("node is not running")?;
-        p.kill();
-        m.state = NodeState::Killed;
-        Ok(())
+        super::signals::kill(&mut m.process, &mut m.state)
     }
 
     /// Starts killed member `i` again with the same ports and data.
@@ -321,25 +318,13 @@ impl PeerCluster {
     /// SIGSTOP member `i`.
     pub fn pause(&mut self, i: u32) -> Result<(), String> {
         let m = self.member(i)?;
-        m.process
-            .as_ref()
-            .ok_or("node is not running")?
-            .pause()
-            .map_err(|e| e.to_string())?;
-        m.state = NodeState::Paused;
-        Ok(())
+        super::signals::pause(&m.process, &mut m.state)
     }
 
     /// SIGCONT member `i`.
     pub fn resume(&mut self, i: u32) -> Result<(), String> {
         let m = self.member(i)?;
-        m.process
-            .as_ref()
-            .ok_or("node is not running")?
-            .resume()
-            .map_err(|e| e.to_string())?;
-        m.state = NodeState::Up;
-        Ok(())
+        super::signals::resume(&m.process, &mut m.state)
     }
 
     /// Heals every fault: resumes paused members and restarts killed ones.
