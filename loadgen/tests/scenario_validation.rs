@@ -376,3 +376,36 @@ fn crash_all_takes_every_node_and_needs_them_up() {
     )
     .expect("valid");
 }
+
+#[test]
+fn disk_faults_need_their_kind_and_a_killed_node() {
+    let kill = "[[fault]]\nat_s = 1\naction = \"kill\"\nnode = 0\n";
+    // A disk action without kind = "disk".
+    let (field, why) = refuse(&format!(
+        "{BASE}\n{kill}\n[[fault]]\nat_s = 2\naction = \"bitflip\"\nnode = 0\n"
+    ));
+    assert_eq!(field, "fault[1].kind", "{why}");
+    assert!(why.contains("kind = \"disk\""), "{why}");
+    // kind = "disk" on an action that is not one.
+    let (field, why) = refuse(&format!(
+        "{BASE}\n[[fault]]\nat_s = 2\nkind = \"disk\"\naction = \"kill\"\nnode = 0\n"
+    ));
+    assert_eq!(field, "fault[0].kind", "{why}");
+    assert!(why.contains("not kill"), "{why}");
+    // On a running node: its files are open; the fault needs it killed first.
+    let (field, why) = refuse(&format!(
+        "{BASE}\n[[fault]]\nat_s = 2\nkind = \"disk\"\naction = \"truncate\"\nnode = 1\n"
+    ));
+    assert_eq!(field, "fault[0].node", "{why}");
+    assert!(why.contains("needs node 1 killed"), "{why}");
+    // The node stays killed after the damage: a restart is what brings it back.
+    let ok = format!(
+        "{BASE}\n{kill}\n[[fault]]\nat_s = 2\nkind = \"disk\"\naction = \"delete_snapshot\"\nnode = 0\n\n[[fault]]\nat_s = 2.5\nkind = \"disk\"\naction = \"delete_hints\"\nnode = 0\n\n[[fault]]\nat_s = 3\naction = \"restart\"\nnode = 0\n"
+    );
+    Scenario::parse(Path::new("x/ok.toml"), &ok).expect("valid");
+    let (field, why) = refuse(&format!(
+        "{BASE}\n{kill}\n[[fault]]\nat_s = 2\nkind = \"disk\"\naction = \"bitflip\"\nnode = 0\n\n[[fault]]\nat_s = 3\naction = \"pause\"\nnode = 0\n"
+    ));
+    assert_eq!(field, "fault[2].node", "{why}");
+    assert!(why.contains("is killed"), "{why}");
+}

@@ -151,7 +151,12 @@ impl ClockProgram {
             | FaultAction::Restart
             | FaultAction::Pause
             | FaultAction::Resume
-            | FaultAction::CrashAll => self.clone(),
+            | FaultAction::CrashAll
+            | FaultAction::Bitflip
+            | FaultAction::Truncate
+            | FaultAction::CorruptSnapshot
+            | FaultAction::DeleteSnapshot
+            | FaultAction::DeleteHints => self.clone(),
         }
     }
 }
@@ -221,7 +226,12 @@ pub fn record_action(a: FaultAction) -> Option<ClockAction> {
         | FaultAction::Restart
         | FaultAction::Pause
         | FaultAction::Resume
-        | FaultAction::CrashAll => None,
+        | FaultAction::CrashAll
+        | FaultAction::Bitflip
+        | FaultAction::Truncate
+        | FaultAction::CorruptSnapshot
+        | FaultAction::DeleteSnapshot
+        | FaultAction::DeleteHints => None,
     }
 }
 

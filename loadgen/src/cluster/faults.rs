@@ -3,13 +3,15 @@
 //! configured shell command. Every fault applied is recorded with its actual time, and what is
 //! in force is published for the status line. Clock faults (local clusters only) rewrite the
 //! node's libfaketime file; a ticker beside the timeline keeps strobes and drifts moving, and
-//! each clock fault applied is kept with its instant for the history's clock record.
+//! each clock fault applied is kept with its instant for the history's clock record. Disk faults
+//! damage a killed node's files ([`super::disk`]) and record what they did.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::clock::detail;
+use super::disk;
 use super::launcher::LocalCluster;
 use super::peers::PeerCluster;
 use crate::results::FaultEvent;
@@ -113,26 +115,36 @@ impl FaultLog {
     }
 }
 
+/// Applies `f` to `node`; what a disk fault did (which file, which byte) comes back for
+/// `faults.csv`.
 async fn apply(
     target: &FaultTarget,
     f: &FaultSpec,
     node: u32,
     until: Option<Instant>,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let action = f.action;
     match target {
         FaultTarget::Local(cluster) => {
             let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
+            let done = |r: Result<(), String>| r.map(|()| None);
             match action {
-                FaultAction::Kill => c.kill(node),
-                FaultAction::Restart => c.restart(node),
-                FaultAction::Pause => c.pause(node),
-                FaultAction::Resume => c.resume(node),
+                FaultAction::Kill => done(c.kill(node)),
+                FaultAction::Restart => done(c.restart(node)),
+                FaultAction::Pause => done(c.pause(node)),
+                FaultAction::Resume => done(c.resume(node)),
                 FaultAction::Bump
                 | FaultAction::Strobe
                 | FaultAction::Drift
-                | FaultAction::Reset => c.clock(node, f, Instant::now(), until),
-                FaultAction::CrashAll => c.crash_all(),
+                | FaultAction::Reset => done(c.clock(node, f, Instant::now(), until)),
+                FaultAction::CrashAll => done(c.crash_all()),
+                FaultAction::Bitflip
+                | FaultAction::Truncate
+                | FaultAction::CorruptSnapshot
+                | FaultAction::DeleteSnapshot
+                | FaultAction::DeleteHints => c
+                    .damage(node, action, disk::seed_of(f.at_s, node))
+                    .map(Some),
             }
         }
         FaultTarget::Peers(cluster) => {
@@ -149,6 +161,7 @@ async fn apply(
                     other.name()
                 )),
             }
+            .map(|()| None)
         }
         FaultTarget::Commands {
             commands,
@@ -174,7 +187,7 @@ async fn apply(
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
                 )),
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok(_)) => Ok(None),
             }
         }
     }
@@ -239,6 +252,10 @@ async fn timeline(
         let applied = Instant::now();
         let result = apply(target, &f, node, until).await;
         let at_s = applied.saturating_duration_since(origin).as_secs_f64();
+        let mut detail = detail(&f);
+        if let Ok(Some(done)) = &result {
+            detail = done.clone();
+        }
         if result.is_ok() {
             if f.action.is_clock() {
                 log.clock_faults
@@ -261,7 +278,7 @@ async fn timeline(
                 node,
                 error: result.err(),
                 until_s: f.until_s,
-                detail: detail(&f),
+                detail,
             });
     }
 }

@@ -20,7 +20,7 @@ use kvstore_client::{Client, ClientConfig, ClientTls, pb};
 use kvstore_server::process::ChildProcess;
 
 use super::clock::{ClockProgram, NodeClock, faketime_env};
-use crate::scenario::FaultSpec;
+use crate::scenario::{FaultAction, FaultSpec};
 
 use crate::LoadgenError;
 use crate::scenario::{ClusterSpec, NodeState};
@@ -385,6 +385,19 @@ impl LocalCluster {
             }
         }
         Ok(())
+    }
+
+    /// A disk fault on killed node `i` ([`super::disk::damage`]): what was done, for
+    /// `faults.csv`.
+    pub fn damage(&mut self, i: u32, action: FaultAction, seed: u64) -> Result<String, String> {
+        let n = self.node(i)?;
+        if n.process.is_some() {
+            return Err(format!(
+                "{} damages a stopped node's files: node {i} is running",
+                action.name()
+            ));
+        }
+        super::disk::damage(&n.data_dir, action, seed)
     }
 
     /// `crash_all`: [`Self::kill_all`], then [`Self::restart_all`].

@@ -1,11 +1,13 @@
 //! The cluster under test: a [`launcher::LocalCluster`] of node processes, or the endpoints of
 //! an existing cluster; and the [`faults`] timeline that kills, restarts, pauses and resumes
-//! nodes mid-run, and moves their wall clocks ([`clock`], through libfaketime). The processes
+//! nodes mid-run, moves their wall clocks ([`clock`], through libfaketime) and damages the files of
+//! stopped ones ([`disk`]). The processes
 //! themselves are [`kvstore_server::process::ChildProcess`]es (killed on drop, signalled by PID
 //! only), shared with the integration tests. [`peers`] launches Redis and etcd the same way, and
 //! [`Launched`] is whichever a run started; [`partition`] cuts links between nodes.
 
 pub mod clock;
+pub mod disk;
 pub mod faults;
 pub mod launcher;
 pub mod partition;

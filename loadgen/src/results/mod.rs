@@ -44,8 +44,9 @@ pub struct FaultEvent {
     pub error: Option<String>,
     /// Clock faults: when a strobe or drift was planned to stop (same base as `at_s`).
     pub until_s: Option<f64>,
-    /// Clock faults: their parameters (`delta_ms=3600000`, `period_ms=500`, `rate=1.05`),
-    /// `;`-separated; empty for process faults.
+    /// Clock faults: their parameters (`delta_ms=3600000`, `period_ms=500`, `rate=1.05`);
+    /// disk faults: what was damaged (`file=data/...seg;offset=...;bit=...`); `;`-separated;
+    /// empty for process faults.
     pub detail: String,
 }
 

@@ -60,7 +60,8 @@ pub struct Phase {
 }
 
 /// Pairs each kill/pause with the restart/resume of the same node; a clock bump, strobe or
-/// drift lasts until its own `until_s` (strobe), the node's next clock fault, or a reset.
+/// drift lasts until its own `until_s` (strobe), the node's next clock fault, or a reset; a
+/// disk fault names the kill interval it was done in (the last one, when several were).
 pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f64>)> {
     let mut out: Vec<(FaultAction, u32, f64, Option<f64>)> = Vec::new();
     for e in events
@@ -91,17 +92,34 @@ pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f6
             // Killed and restarted at once: recovery counts from the restart.
             FaultAction::CrashAll => out.push((e.action, e.node, e.at_s, Some(e.at_s))),
             FaultAction::Restart | FaultAction::Resume => {
-                let opener = if e.action == FaultAction::Restart {
-                    FaultAction::Kill
-                } else {
-                    FaultAction::Pause
+                let opens = |a: FaultAction| {
+                    if e.action == FaultAction::Restart {
+                        a == FaultAction::Kill || a.is_disk()
+                    } else {
+                        a == FaultAction::Pause
+                    }
                 };
                 if let Some(iv) = out
                     .iter_mut()
                     .rev()
-                    .find(|iv| iv.0 == opener && iv.1 == e.node && iv.3.is_none())
+                    .find(|iv| opens(iv.0) && iv.1 == e.node && iv.3.is_none())
                 {
                     iv.3 = Some(e.at_s);
+                }
+            }
+            // Damage is done while the node is down: the kill's interval becomes the disk
+            // fault's (labelled, shaded, cut into phases as such), closed by the restart.
+            FaultAction::Bitflip
+            | FaultAction::Truncate
+            | FaultAction::CorruptSnapshot
+            | FaultAction::DeleteSnapshot
+            | FaultAction::DeleteHints => {
+                if let Some(iv) = out.iter_mut().rev().find(|iv| {
+                    (iv.0 == FaultAction::Kill || iv.0.is_disk())
+                        && iv.1 == e.node
+                        && iv.3.is_none()
+                }) {
+                    iv.0 = e.action;
                 }
             }
             FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {}
@@ -164,6 +182,7 @@ pub fn compute(m: &Measurements, events: &[FaultEvent], measured_seconds: u64) -
             });
             let healer = match action {
                 FaultAction::Kill | FaultAction::CrashAll => "restart",
+                a if a.is_disk() => "restart",
                 a if a.is_clock() => "reset",
                 _ => "resume",
             };
@@ -289,6 +308,28 @@ mod tests {
                 (FaultAction::Bump, 1, 7.0, None),
             ]
         );
+    }
+
+    #[test]
+    fn a_disk_fault_names_the_kill_interval_it_was_done_in() {
+        let events = [
+            ev(2.0, FaultAction::Kill),
+            ev(2.5, FaultAction::Bitflip),
+            ev(2.6, FaultAction::DeleteHints),
+            ev(4.0, FaultAction::Restart),
+            ev(6.0, FaultAction::Kill),
+            ev(7.0, FaultAction::Restart),
+        ];
+        assert_eq!(
+            intervals(&events),
+            vec![
+                (FaultAction::DeleteHints, 1, 2.0, Some(4.0)),
+                (FaultAction::Kill, 1, 6.0, Some(7.0)),
+            ]
+        );
+        let m = series(&[10; 8], &[0; 8]);
+        let p = compute(&m, &events, 8);
+        assert_eq!(p[0].label, "delete_hints node 1 + restart");
     }
 
     #[test]

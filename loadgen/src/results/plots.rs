@@ -73,6 +73,11 @@ fn shade_color(a: FaultAction) -> RGBAColor {
         FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
             RGBColor(60, 120, 255).mix(0.18)
         }
+        FaultAction::Bitflip
+        | FaultAction::Truncate
+        | FaultAction::CorruptSnapshot
+        | FaultAction::DeleteSnapshot
+        | FaultAction::DeleteHints => RGBColor(120, 60, 160).mix(0.2),
     }
 }
 

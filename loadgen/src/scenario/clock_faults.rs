@@ -157,7 +157,12 @@ pub(super) fn validate(
         | FaultAction::Restart
         | FaultAction::Pause
         | FaultAction::Resume
-        | FaultAction::CrashAll => {}
+        | FaultAction::CrashAll
+        | FaultAction::Bitflip
+        | FaultAction::Truncate
+        | FaultAction::CorruptSnapshot
+        | FaultAction::DeleteSnapshot
+        | FaultAction::DeleteHints => {}
     }
     Ok(true)
 }

@@ -206,13 +206,19 @@ impl FaultCommands {
             FaultAction::Restart => self.restart.as_deref(),
             FaultAction::Pause => self.pause.as_deref(),
             FaultAction::Resume => self.resume.as_deref(),
-            // Clock faults need loadgen's own nodes (libfaketime under them), and so does
-            // crash_all (it kills and restarts every process at once).
+            // Clock faults need loadgen's own nodes (libfaketime under them), and so do
+            // crash_all (it kills and restarts every process at once) and disk faults (they
+            // damage the files of the nodes' data directories).
             FaultAction::Bump
             | FaultAction::Strobe
             | FaultAction::Drift
             | FaultAction::Reset
-            | FaultAction::CrashAll => None,
+            | FaultAction::CrashAll
+            | FaultAction::Bitflip
+            | FaultAction::Truncate
+            | FaultAction::CorruptSnapshot
+            | FaultAction::DeleteSnapshot
+            | FaultAction::DeleteHints => None,
         }
     }
 }
@@ -368,6 +374,19 @@ pub enum FaultAction {
     /// all again on their addresses and data directories. `node` is `"all"` (the default).
     #[serde(rename = "crash_all")]
     CrashAll,
+    /// Disk (`kind = "disk"`, on a killed node): flip one bit in the largest data segment.
+    Bitflip,
+    /// Disk: cut the newest data segment to half its length.
+    Truncate,
+    /// Disk: flip one bit of the index snapshot.
+    #[serde(rename = "corrupt_snapshot")]
+    CorruptSnapshot,
+    /// Disk: delete the index snapshot.
+    #[serde(rename = "delete_snapshot")]
+    DeleteSnapshot,
+    /// Disk: delete every file of the hints engine.
+    #[serde(rename = "delete_hints")]
+    DeleteHints,
 }
 
 impl FaultAction {
@@ -383,7 +402,25 @@ impl FaultAction {
             Self::Drift => "drift",
             Self::Reset => "reset",
             Self::CrashAll => "crash_all",
+            Self::Bitflip => "bitflip",
+            Self::Truncate => "truncate",
+            Self::CorruptSnapshot => "corrupt_snapshot",
+            Self::DeleteSnapshot => "delete_snapshot",
+            Self::DeleteHints => "delete_hints",
         }
+    }
+
+    /// True for the disk actions (`kind = "disk"`), which damage a killed node's data
+    /// directory and leave it killed.
+    pub fn is_disk(self) -> bool {
+        matches!(
+            self,
+            Self::Bitflip
+                | Self::Truncate
+                | Self::CorruptSnapshot
+                | Self::DeleteSnapshot
+                | Self::DeleteHints
+        )
     }
 
     /// True for the clock actions (`kind = "clock"`), which move a node's wall clock through
@@ -401,6 +438,9 @@ pub enum FaultKind {
     Process,
     /// The node's wall clock (bump, strobe, drift, reset), through libfaketime.
     Clock,
+    /// The data directory of a killed node (bitflip, truncate, corrupt_snapshot,
+    /// delete_snapshot, delete_hints).
+    Disk,
 }
 
 /// Which node a fault hits.
@@ -604,6 +644,11 @@ impl NodeState {
             FaultAction::Kill | FaultAction::Pause | FaultAction::CrashAll => Self::Up,
             FaultAction::Restart => Self::Killed,
             FaultAction::Resume => Self::Paused,
+            FaultAction::Bitflip
+            | FaultAction::Truncate
+            | FaultAction::CorruptSnapshot
+            | FaultAction::DeleteSnapshot
+            | FaultAction::DeleteHints => Self::Killed,
             FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
                 Self::Up
             }
@@ -616,6 +661,12 @@ impl NodeState {
         match action {
             FaultAction::Kill => Self::Killed,
             FaultAction::Pause => Self::Paused,
+            // Damage leaves the node stopped: a later restart finds it.
+            FaultAction::Bitflip
+            | FaultAction::Truncate
+            | FaultAction::CorruptSnapshot
+            | FaultAction::DeleteSnapshot
+            | FaultAction::DeleteHints => Self::Killed,
             FaultAction::Restart | FaultAction::Resume | FaultAction::CrashAll => Self::Up,
             FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
                 Self::Up

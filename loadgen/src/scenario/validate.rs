@@ -2,8 +2,8 @@
 //! field's dotted path and why. Pure checks on the parsed structure; no I/O.
 
 use super::{
-    ClusterSpec, FaultAction, NodeKeyword, NodeSelector, NodeState, RunSpec, Scenario, ValueSize,
-    WorkloadSpec,
+    ClusterSpec, FaultAction, FaultKind, NodeKeyword, NodeSelector, NodeState, RunSpec, Scenario,
+    ValueSize, WorkloadSpec,
 };
 
 /// Largest value the servers accept by default.
@@ -158,11 +158,11 @@ fn peer(s: &Scenario) -> Result<(), Invalid> {
             "etcd expires keys only through leases, which the etcd driver does not create: use 0 with kind = \"etcd\"",
         );
     }
-    if let Some((i, f)) =
-        s.faults.iter().enumerate().find(|(_, f)| {
-            f.action.is_clock() || f.action == crate::scenario::FaultAction::CrashAll
-        })
-    {
+    if let Some((i, f)) = s.faults.iter().enumerate().find(|(_, f)| {
+        f.action.is_clock()
+            || f.action.is_disk()
+            || f.action == crate::scenario::FaultAction::CrashAll
+    }) {
         return bad(
             &format!("fault[{i}].action"),
             format!(
@@ -361,6 +361,27 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
         if super::clock_faults::validate(s, f, &field)? {
             // A clock fault: checked there; it leaves the node's process state alone.
             continue;
+        }
+        let disk_kind = f.kind == Some(FaultKind::Disk);
+        if f.action.is_disk() != disk_kind {
+            return bad(
+                &field("kind"),
+                if disk_kind {
+                    format!(
+                        "a disk fault's action is bitflip, truncate, corrupt_snapshot, \
+                         delete_snapshot or delete_hints, not {}",
+                        f.action.name()
+                    )
+                } else {
+                    format!("{} is a disk fault: set kind = \"disk\"", f.action.name())
+                },
+            );
+        }
+        if f.action.is_disk() && !s.cluster.is_local() {
+            return bad(
+                &field("kind"),
+                "disk faults need loadgen's own nodes (it damages their data directories)",
+            );
         }
         if f.action == FaultAction::CrashAll {
             if f.node != NodeSelector::Named(NodeKeyword::All) {
