@@ -24,7 +24,7 @@ use crate::history::{HistoryRecorder, final_reads, peer_final_reads};
 use crate::measure::Aggregate;
 use crate::resources::{Sampling, Source};
 use crate::results::{self, RunResults};
-use crate::scenario::{Scenario, StoreKind};
+use crate::scenario::{FaultAction, Scenario, StoreKind};
 use crate::status::{StatusLine, run_status};
 
 /// How long the cluster may take to form (first start) or to quiesce (history).
@@ -160,11 +160,21 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
             .collect();
         faked.sort_unstable();
         faked.dedup();
-        let c = LocalCluster::start_with_clocks(
+        // Nodes a disk_full fault targets keep their data on a small tmpfs of their own.
+        let mut small: Vec<u32> = scenario
+            .faults
+            .iter()
+            .filter(|f| f.action == FaultAction::DiskFull)
+            .filter_map(|f| f.node_index())
+            .collect();
+        small.sort_unstable();
+        small.dedup();
+        let c = LocalCluster::start_for_faults(
             &scenario.cluster,
             program,
             &dir.join("nodes"),
             &faked,
+            &small,
         )?;
         let endpoints = c.endpoints();
         status.println(&format!(

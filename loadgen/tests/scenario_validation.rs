@@ -409,3 +409,27 @@ fn disk_faults_need_their_kind_and_a_killed_node() {
     assert_eq!(field, "fault[2].node", "{why}");
     assert!(why.contains("is killed"), "{why}");
 }
+
+#[test]
+fn disk_full_and_disk_free_pair_up_on_a_node_index() {
+    let full = |at: f64, node: &str| {
+        format!("[[fault]]\nat_s = {at}\nkind = \"disk\"\naction = \"disk_full\"\nnode = {node}\n")
+    };
+    let free = |at: f64| {
+        format!("[[fault]]\nat_s = {at}\nkind = \"disk\"\naction = \"disk_free\"\nnode = 1\n")
+    };
+    Scenario::parse(
+        Path::new("x/ok.toml"),
+        &format!("{BASE}\n{}\n{}", full(1.0, "1"), free(2.0)),
+    )
+    .expect("valid");
+    let (field, why) = refuse(&format!("{BASE}\n{}", free(2.0)));
+    assert_eq!(field, "fault[0].node", "{why}");
+    assert!(why.contains("a disk_full before it"), "{why}");
+    let (field, why) = refuse(&format!("{BASE}\n{}\n{}", full(1.0, "1"), full(2.0, "1")));
+    assert_eq!(field, "fault[1].node", "{why}");
+    assert!(why.contains("already full"), "{why}");
+    let (field, why) = refuse(&format!("{BASE}\n{}", full(1.0, "\"random\"")));
+    assert_eq!(field, "fault[0].node", "{why}");
+    assert!(why.contains("needs a node index"), "{why}");
+}

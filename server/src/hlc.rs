@@ -112,8 +112,14 @@ pub enum HlcError {
         max_offset_ms: u64,
     },
     /// The ceiling could not be made durable, so no timestamp can be issued safely.
-    #[error("cannot persist the clock's high-water mark: {0}")]
-    Persist(String),
+    #[error("cannot persist the clock's high-water mark: {reason}")]
+    Persist {
+        /// The I/O error.
+        reason: String,
+        /// The disk holding the ceiling is full (ENOSPC): the node's storage is out of space
+        /// too, which is what a peer must be told, not a clock problem.
+        disk_full: bool,
+    },
 }
 
 /// A Hybrid Logical Clock.
@@ -252,9 +258,10 @@ impl Hlc {
         // Rare (about once per window): the fsync happens under the lock on purpose, so no
         // timestamp beyond a non-durable ceiling can be handed out meanwhile.
         let ceiling = pack(physical_ms(next) + self.ceiling_window_ms, 0);
-        store
-            .persist(ceiling)
-            .map_err(|e| HlcError::Persist(e.to_string()))?;
+        store.persist(ceiling).map_err(|e| HlcError::Persist {
+            disk_full: e.kind() == std::io::ErrorKind::StorageFull,
+            reason: e.to_string(),
+        })?;
         s.ceiling = ceiling;
         Ok(())
     }
@@ -427,14 +434,29 @@ mod tests {
 
     #[test]
     fn a_failing_high_water_store_refuses_to_issue() {
-        struct Broken;
+        struct Broken(i32);
         impl HighWater for Broken {
             fn persist(&self, _: u64) -> std::io::Result<()> {
-                Err(std::io::Error::other("disk gone"))
+                Err(std::io::Error::from_raw_os_error(self.0))
             }
         }
         let clock = Arc::new(ManualClock::new(1_000));
-        let hlc = Hlc::new(clock, 500).with_high_water(Box::new(Broken), 0);
-        assert!(matches!(hlc.now(), Err(HlcError::Persist(_))));
+        let hlc = Hlc::new(clock.clone(), 500).with_high_water(Box::new(Broken(5)), 0); // EIO
+        assert!(matches!(
+            hlc.now(),
+            Err(HlcError::Persist {
+                disk_full: false,
+                ..
+            })
+        ));
+        // ENOSPC is told apart: the node is out of space, its clock is fine.
+        let hlc = Hlc::new(clock, 500).with_high_water(Box::new(Broken(28)), 0);
+        assert!(matches!(
+            hlc.update(pack(1_000, 0)),
+            Err(HlcError::Persist {
+                disk_full: true,
+                ..
+            })
+        ));
     }
 }

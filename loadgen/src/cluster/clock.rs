@@ -156,7 +156,9 @@ impl ClockProgram {
             | FaultAction::Truncate
             | FaultAction::CorruptSnapshot
             | FaultAction::DeleteSnapshot
-            | FaultAction::DeleteHints => self.clone(),
+            | FaultAction::DeleteHints
+            | FaultAction::DiskFull
+            | FaultAction::DiskFree => self.clone(),
         }
     }
 }
@@ -231,7 +233,9 @@ pub fn record_action(a: FaultAction) -> Option<ClockAction> {
         | FaultAction::Truncate
         | FaultAction::CorruptSnapshot
         | FaultAction::DeleteSnapshot
-        | FaultAction::DeleteHints => None,
+        | FaultAction::DeleteHints
+        | FaultAction::DiskFull
+        | FaultAction::DiskFree => None,
     }
 }
 

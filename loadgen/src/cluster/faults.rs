@@ -145,6 +145,8 @@ async fn apply(
                 | FaultAction::DeleteHints => c
                     .damage(node, action, disk::seed_of(f.at_s, node))
                     .map(Some),
+                FaultAction::DiskFull => c.fill_disk(node).map(Some),
+                FaultAction::DiskFree => c.free_disk(node).map(Some),
             }
         }
         FaultTarget::Peers(cluster) => {

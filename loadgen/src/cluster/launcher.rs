@@ -20,6 +20,7 @@ use kvstore_client::{Client, ClientConfig, ClientTls, pb};
 use kvstore_server::process::ChildProcess;
 
 use super::clock::{ClockProgram, NodeClock, faketime_env};
+use super::small_disk::{SMALL_DISK_MIB, SmallDisk};
 use crate::scenario::{FaultAction, FaultSpec};
 
 use crate::LoadgenError;
@@ -70,6 +71,9 @@ struct Node {
     state: NodeState,
     /// Set for nodes a clock fault targets: their processes run under libfaketime.
     clock: Option<NodeClock>,
+    /// Set for nodes a disk_full fault targets: their data directory is a small tmpfs.
+    /// Declared after `process`, so the process is gone before it is unmounted.
+    disk: Option<SmallDisk>,
 }
 
 /// A cluster of local node processes.
@@ -101,7 +105,7 @@ impl LocalCluster {
         program: ServerProgram,
         log_dir: &Path,
     ) -> Result<Self, LoadgenError> {
-        Self::start_with(spec, program, log_dir, false, &[])
+        Self::start_with(spec, program, log_dir, false, &[], &[])
     }
 
     /// [`start`](Self::start), each node on its own loopback address
@@ -111,7 +115,7 @@ impl LocalCluster {
         program: ServerProgram,
         log_dir: &Path,
     ) -> Result<Self, LoadgenError> {
-        Self::start_with(spec, program, log_dir, true, &[])
+        Self::start_with(spec, program, log_dir, true, &[], &[])
     }
 
     /// Like [`Self::start`], with the nodes of index `faked_clocks` under libfaketime (their
@@ -123,7 +127,19 @@ impl LocalCluster {
         log_dir: &Path,
         faked_clocks: &[u32],
     ) -> Result<Self, LoadgenError> {
-        Self::start_with(spec, program, log_dir, false, faked_clocks)
+        Self::start_with(spec, program, log_dir, false, faked_clocks, &[])
+    }
+
+    /// [`start_with_clocks`](Self::start_with_clocks), and nodes `small_disks` keep their data
+    /// on a small tmpfs of their own ([`SmallDisk`], root only) that `disk_full` can fill.
+    pub fn start_for_faults(
+        spec: &ClusterSpec,
+        program: ServerProgram,
+        log_dir: &Path,
+        faked_clocks: &[u32],
+        small_disks: &[u32],
+    ) -> Result<Self, LoadgenError> {
+        Self::start_with(spec, program, log_dir, false, faked_clocks, small_disks)
     }
 
     fn start_with(
@@ -132,6 +148,7 @@ impl LocalCluster {
         log_dir: &Path,
         own_addresses: bool,
         faked_clocks: &[u32],
+        small_disks: &[u32],
     ) -> Result<Self, LoadgenError> {
         std::fs::create_dir_all(log_dir).map_err(|e| {
             LoadgenError::Cluster(format!("cannot create {}: {e}", log_dir.display()))
@@ -164,13 +181,20 @@ impl LocalCluster {
             } else {
                 None
             };
+            let data_dir = data.path().join(format!("node-{i}"));
+            let disk = if small_disks.contains(&i) {
+                Some(SmallDisk::mount(&data_dir, SMALL_DISK_MIB).map_err(LoadgenError::Cluster)?)
+            } else {
+                None
+            };
             nodes.push(Node {
                 addr: format!("{ip}:{port}"),
                 metrics,
-                data_dir: data.path().join(format!("node-{i}")),
+                data_dir,
                 process: None,
                 state: NodeState::Up,
                 clock,
+                disk,
             });
         }
         let certs = if spec.tls {
@@ -400,6 +424,22 @@ impl LocalCluster {
         super::disk::damage(&n.data_dir, action, seed)
     }
 
+    /// `disk_full` on node `i`: fills its small disk. What was done, for `faults.csv`.
+    pub fn fill_disk(&mut self, i: u32) -> Result<String, String> {
+        self.small_disk(i)?.fill()
+    }
+
+    /// `disk_free` on node `i`: frees what `disk_full` took.
+    pub fn free_disk(&mut self, i: u32) -> Result<String, String> {
+        self.small_disk(i)?.free()
+    }
+
+    fn small_disk(&mut self, i: u32) -> Result<&SmallDisk, String> {
+        self.node(i)?.disk.as_ref().ok_or_else(|| {
+            format!("node {i} was not started on a small disk (only a disk_full fault's node is)")
+        })
+    }
+
     /// `crash_all`: [`Self::kill_all`], then [`Self::restart_all`].
     pub fn crash_all(&mut self) -> Result<(), String> {
         self.kill_all()?;
@@ -459,8 +499,13 @@ impl LocalCluster {
     }
 
     /// Heals every fault: resumes paused nodes, restarts killed ones, sets every clock back to
-    /// true time.
+    /// true time, frees every filled disk.
     pub fn heal(&mut self) -> Result<(), String> {
+        for d in self.nodes.iter().filter_map(|n| n.disk.as_ref()) {
+            if d.is_full() {
+                d.free()?;
+            }
+        }
         let now = Instant::now();
         for c in self.nodes.iter_mut().filter_map(|n| n.clock.as_mut()) {
             c.set(ClockProgram::default(), now)

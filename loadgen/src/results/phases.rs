@@ -88,16 +88,16 @@ pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f6
             continue;
         }
         match e.action {
-            FaultAction::Kill | FaultAction::Pause => out.push((e.action, e.node, e.at_s, None)),
+            FaultAction::Kill | FaultAction::Pause | FaultAction::DiskFull => {
+                out.push((e.action, e.node, e.at_s, None))
+            }
             // Killed and restarted at once: recovery counts from the restart.
             FaultAction::CrashAll => out.push((e.action, e.node, e.at_s, Some(e.at_s))),
-            FaultAction::Restart | FaultAction::Resume => {
-                let opens = |a: FaultAction| {
-                    if e.action == FaultAction::Restart {
-                        a == FaultAction::Kill || a.is_disk()
-                    } else {
-                        a == FaultAction::Pause
-                    }
+            FaultAction::Restart | FaultAction::Resume | FaultAction::DiskFree => {
+                let opens = |a: FaultAction| match e.action {
+                    FaultAction::Restart => a == FaultAction::Kill || a.is_damage(),
+                    FaultAction::DiskFree => a == FaultAction::DiskFull,
+                    _ => a == FaultAction::Pause,
                 };
                 if let Some(iv) = out
                     .iter_mut()
@@ -115,7 +115,7 @@ pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f6
             | FaultAction::DeleteSnapshot
             | FaultAction::DeleteHints => {
                 if let Some(iv) = out.iter_mut().rev().find(|iv| {
-                    (iv.0 == FaultAction::Kill || iv.0.is_disk())
+                    (iv.0 == FaultAction::Kill || iv.0.is_damage())
                         && iv.1 == e.node
                         && iv.3.is_none()
                 }) {
@@ -182,7 +182,8 @@ pub fn compute(m: &Measurements, events: &[FaultEvent], measured_seconds: u64) -
             });
             let healer = match action {
                 FaultAction::Kill | FaultAction::CrashAll => "restart",
-                a if a.is_disk() => "restart",
+                FaultAction::DiskFull => "disk_free",
+                a if a.is_damage() => "restart",
                 a if a.is_clock() => "reset",
                 _ => "resume",
             };

@@ -78,6 +78,7 @@ fn shade_color(a: FaultAction) -> RGBAColor {
         | FaultAction::CorruptSnapshot
         | FaultAction::DeleteSnapshot
         | FaultAction::DeleteHints => RGBColor(120, 60, 160).mix(0.2),
+        FaultAction::DiskFull | FaultAction::DiskFree => RGBColor(0, 150, 110).mix(0.2),
     }
 }
 

@@ -162,7 +162,9 @@ pub(super) fn validate(
         | FaultAction::Truncate
         | FaultAction::CorruptSnapshot
         | FaultAction::DeleteSnapshot
-        | FaultAction::DeleteHints => {}
+        | FaultAction::DeleteHints
+        | FaultAction::DiskFull
+        | FaultAction::DiskFree => {}
     }
     Ok(true)
 }

@@ -218,7 +218,9 @@ impl FaultCommands {
             | FaultAction::Truncate
             | FaultAction::CorruptSnapshot
             | FaultAction::DeleteSnapshot
-            | FaultAction::DeleteHints => None,
+            | FaultAction::DeleteHints
+            | FaultAction::DiskFull
+            | FaultAction::DiskFree => None,
         }
     }
 }
@@ -387,6 +389,13 @@ pub enum FaultAction {
     /// Disk: delete every file of the hints engine.
     #[serde(rename = "delete_hints")]
     DeleteHints,
+    /// Disk (on a running node): fill the node's data filesystem (a small tmpfs loadgen
+    /// mounts for it; root only) until writes fail with ENOSPC.
+    #[serde(rename = "disk_full")]
+    DiskFull,
+    /// Disk: free what `disk_full` took.
+    #[serde(rename = "disk_free")]
+    DiskFree,
 }
 
 impl FaultAction {
@@ -407,12 +416,19 @@ impl FaultAction {
             Self::CorruptSnapshot => "corrupt_snapshot",
             Self::DeleteSnapshot => "delete_snapshot",
             Self::DeleteHints => "delete_hints",
+            Self::DiskFull => "disk_full",
+            Self::DiskFree => "disk_free",
         }
     }
 
-    /// True for the disk actions (`kind = "disk"`), which damage a killed node's data
-    /// directory and leave it killed.
+    /// True for the disk actions (`kind = "disk"`): the damage ones and disk_full/disk_free.
     pub fn is_disk(self) -> bool {
+        self.is_damage() || matches!(self, Self::DiskFull | Self::DiskFree)
+    }
+
+    /// True for the disk actions that damage a killed node's data directory and leave it
+    /// killed.
+    pub fn is_damage(self) -> bool {
         matches!(
             self,
             Self::Bitflip
@@ -439,7 +455,8 @@ pub enum FaultKind {
     /// The node's wall clock (bump, strobe, drift, reset), through libfaketime.
     Clock,
     /// The data directory of a killed node (bitflip, truncate, corrupt_snapshot,
-    /// delete_snapshot, delete_hints).
+    /// delete_snapshot, delete_hints), or the filesystem of a running one (disk_full,
+    /// disk_free).
     Disk,
 }
 
@@ -649,6 +666,7 @@ impl NodeState {
             | FaultAction::CorruptSnapshot
             | FaultAction::DeleteSnapshot
             | FaultAction::DeleteHints => Self::Killed,
+            FaultAction::DiskFull | FaultAction::DiskFree => Self::Up,
             FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
                 Self::Up
             }
@@ -667,6 +685,7 @@ impl NodeState {
             | FaultAction::CorruptSnapshot
             | FaultAction::DeleteSnapshot
             | FaultAction::DeleteHints => Self::Killed,
+            FaultAction::DiskFull | FaultAction::DiskFree => Self::Up,
             FaultAction::Restart | FaultAction::Resume | FaultAction::CrashAll => Self::Up,
             FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
                 Self::Up

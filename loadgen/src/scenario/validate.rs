@@ -338,6 +338,7 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
     let mut order: Vec<usize> = (0..s.faults.len()).collect();
     order.sort_by(|&a, &b| s.faults[a].at_s.total_cmp(&s.faults[b].at_s));
     let mut states = vec![NodeState::Up; nodes as usize];
+    let mut full = vec![false; nodes as usize];
     for i in order {
         let f = &s.faults[i];
         let field = |name: &str| format!("fault[{i}].{name}");
@@ -369,7 +370,7 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
                 if disk_kind {
                     format!(
                         "a disk fault's action is bitflip, truncate, corrupt_snapshot, \
-                         delete_snapshot or delete_hints, not {}",
+                         delete_snapshot, delete_hints, disk_full or disk_free, not {}",
                         f.action.name()
                     )
                 } else {
@@ -382,6 +383,38 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
                 &field("kind"),
                 "disk faults need loadgen's own nodes (it damages their data directories)",
             );
+        }
+        if matches!(f.action, FaultAction::DiskFull | FaultAction::DiskFree) {
+            let NodeSelector::Index(n) = f.node else {
+                return bad(
+                    &field("node"),
+                    format!(
+                        "{} needs a node index: the node's small disk is mounted when it starts",
+                        f.action.name()
+                    ),
+                );
+            };
+            let Some(is_full) = full.get_mut(n as usize) else {
+                return bad(
+                    &field("node"),
+                    format!("node {n} does not exist ({nodes} nodes)"),
+                );
+            };
+            let filling = f.action == FaultAction::DiskFull;
+            if *is_full == filling {
+                return bad(
+                    &field("node"),
+                    if filling {
+                        format!("node {n}'s disk is already full at {} s", f.at_s)
+                    } else {
+                        format!(
+                            "disk_free needs node {n}'s disk full at {} s (a disk_full before it)",
+                            f.at_s
+                        )
+                    },
+                );
+            }
+            *is_full = filling;
         }
         if f.action == FaultAction::CrashAll {
             if f.node != NodeSelector::Named(NodeKeyword::All) {

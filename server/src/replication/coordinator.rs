@@ -21,7 +21,9 @@ use tokio::time::{Instant, timeout_at};
 
 use super::peer::ReplicaFailure;
 use super::quorum::{self, Progress, ReadQuorum, WriteQuorum};
-use super::replica::{apply_may_sync, from_the_future, note_storage_outcome, storage_refusal};
+use super::replica::{
+    apply_may_sync, clock_refusal, from_the_future, note_storage_outcome, storage_refusal,
+};
 use crate::error::{Error, Result};
 use crate::node::shared::Shared;
 use crate::storage::Entry;
@@ -86,7 +88,7 @@ pub async fn apply_local(shared: &Arc<Shared>, key: String, entry: Entry) -> Res
 /// The replica failure of a local apply's error.
 fn local_failure(e: Error) -> ReplicaFailure {
     let (refusal, maybe_applied) = match &e {
-        Error::Clock(_) => (pb::Refusal::ClockSkew, false),
+        Error::Clock(he) => (clock_refusal(he), false),
         Error::Storage(se) => storage_refusal(se),
         _ => (pb::Refusal::Storage, true),
     };

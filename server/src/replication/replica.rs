@@ -10,6 +10,7 @@
 
 use kvstore_proto::{Version, pb};
 
+use crate::hlc::HlcError;
 use crate::node::shared::Shared;
 use crate::storage::{Entry, FsyncPolicy, StorageError};
 
@@ -49,6 +50,20 @@ pub fn storage_refusal(e: &StorageError) -> (pb::Refusal, bool) {
         StorageError::Poisoned { .. } => (pb::Refusal::ReadOnly, false),
         StorageError::Invalid { .. } => (pb::Refusal::Invalid, false),
         _ => (pb::Refusal::Storage, true),
+    }
+}
+
+/// The refusal kind of a clock error on a replica write: a version too far ahead is clock
+/// skew; a ceiling that cannot be persisted is the disk's fault (full, or failing), and saying
+/// "clock skew" there would send an operator after the wrong problem. Either way nothing was
+/// written: a definite refusal.
+pub fn clock_refusal(e: &HlcError) -> pb::Refusal {
+    match e {
+        HlcError::ClockSkew { .. } => pb::Refusal::ClockSkew,
+        HlcError::Persist {
+            disk_full: true, ..
+        } => pb::Refusal::DiskFull,
+        HlcError::Persist { .. } => pb::Refusal::Storage,
     }
 }
 
@@ -105,9 +120,14 @@ pub fn apply_writes(
             continue;
         };
         if let Err(e) = shared.hlc.update(version.hlc) {
-            tracing::warn!(key = %w.key, %version, error = %e, "refused a version from the future");
+            let refusal = clock_refusal(&e);
+            if refusal == pb::Refusal::ClockSkew {
+                tracing::warn!(key = %w.key, %version, error = %e, "refused a version from the future");
+            } else {
+                tracing::warn!(key = %w.key, %version, error = %e, "refused a write: the clock's high-water mark cannot be persisted");
+            }
             results.push(Some(refused(
-                pb::Refusal::ClockSkew,
+                refusal,
                 format!(
                     "node {} refused version {version} of key {:?}: {e}",
                     shared.id(),
@@ -188,6 +208,25 @@ pub fn apply_streamed(
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn a_clock_that_cannot_persist_is_not_called_skewed() {
+        let skew = HlcError::ClockSkew {
+            ahead_ms: 3_600_000,
+            max_offset_ms: 500,
+        };
+        let full = HlcError::Persist {
+            reason: "No space left on device (os error 28)".into(),
+            disk_full: true,
+        };
+        let eio = HlcError::Persist {
+            reason: "Input/output error (os error 5)".into(),
+            disk_full: false,
+        };
+        assert_eq!(clock_refusal(&skew), pb::Refusal::ClockSkew);
+        assert_eq!(clock_refusal(&full), pb::Refusal::DiskFull);
+        assert_eq!(clock_refusal(&eio), pb::Refusal::Storage);
+    }
 
     #[test]
     fn only_errors_raised_before_writing_are_definite_refusals() {
