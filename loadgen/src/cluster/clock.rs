@@ -147,18 +147,8 @@ impl ClockProgram {
                 until,
             },
             FaultAction::Reset => Self::Fixed(0.0),
-            FaultAction::Kill
-            | FaultAction::Restart
-            | FaultAction::Pause
-            | FaultAction::Resume
-            | FaultAction::CrashAll
-            | FaultAction::Bitflip
-            | FaultAction::Truncate
-            | FaultAction::CorruptSnapshot
-            | FaultAction::DeleteSnapshot
-            | FaultAction::DeleteHints
-            | FaultAction::DiskFull
-            | FaultAction::DiskFree => self.clone(),
+            // Not a clock fault: the clock's program stays as it is.
+            _ => self.clone(),
         }
     }
 }
@@ -224,18 +214,7 @@ pub fn record_action(a: FaultAction) -> Option<ClockAction> {
         FaultAction::Strobe => Some(ClockAction::Strobe),
         FaultAction::Drift => Some(ClockAction::Drift),
         FaultAction::Reset => Some(ClockAction::Reset),
-        FaultAction::Kill
-        | FaultAction::Restart
-        | FaultAction::Pause
-        | FaultAction::Resume
-        | FaultAction::CrashAll
-        | FaultAction::Bitflip
-        | FaultAction::Truncate
-        | FaultAction::CorruptSnapshot
-        | FaultAction::DeleteSnapshot
-        | FaultAction::DeleteHints
-        | FaultAction::DiskFull
-        | FaultAction::DiskFree => None,
+        _ => None,
     }
 }
 

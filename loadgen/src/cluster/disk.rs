@@ -8,7 +8,7 @@
 //!   same damage;
 //! - `truncate`: the newest data segment cut to half its length (a torn tail, or a disk that
 //!   lost what it had acknowledged);
-//! - `corrupt_snapshot`: one bit flipped in the middle of the index snapshot;
+//! - `corrupt_snapshot`: one bit flipped in the index snapshot, chosen the same way;
 //! - `delete_snapshot`: the index snapshot removed;
 //! - `delete_hints`: every file of the hints engine removed (the hints it held are lost).
 //!
@@ -21,12 +21,9 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::scenario::FaultAction;
+use kvstore_server::storage::{SEGMENT_SUFFIX, SNAPSHOT_FILE};
 
-/// Suffix of the server's data segment files.
-const SEGMENT_SUFFIX: &str = ".seg";
-/// Name of the server's index snapshot file inside `data/`.
-const SNAPSHOT_FILE: &str = "snapshot";
+use crate::scenario::FaultAction;
 
 /// Applies the disk fault `action` to the node data directory `dir`; `seed` picks the byte
 /// (the same seed damages the same byte of the same file). Returns what was done.
@@ -153,13 +150,14 @@ fn regular_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let entries = fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut out = Vec::new();
     for e in entries {
-        let e = e.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        let is_file = e
+        let entry = e.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let path = entry.path();
+        let is_file = entry
             .file_type()
-            .map_err(|e| format!("cannot stat {}: {e}", e))?
+            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
             .is_file();
         if is_file {
-            out.push(e.path());
+            out.push(path);
         }
     }
     Ok(out)

@@ -254,10 +254,10 @@ async fn timeline(
         let applied = Instant::now();
         let result = apply(target, &f, node, until).await;
         let at_s = applied.saturating_duration_since(origin).as_secs_f64();
-        let mut detail = detail(&f);
-        if let Ok(Some(done)) = &result {
-            detail = done.clone();
-        }
+        let detail = match &result {
+            Ok(Some(done)) => done.clone(),
+            _ => detail(&f),
+        };
         if result.is_ok() {
             if f.action.is_clock() {
                 log.clock_faults

@@ -153,18 +153,8 @@ pub(super) fn validate(
             ("rate", f.rate.is_some()),
             ("until_s", f.until_s.is_some()),
         ])?,
-        FaultAction::Kill
-        | FaultAction::Restart
-        | FaultAction::Pause
-        | FaultAction::Resume
-        | FaultAction::CrashAll
-        | FaultAction::Bitflip
-        | FaultAction::Truncate
-        | FaultAction::CorruptSnapshot
-        | FaultAction::DeleteSnapshot
-        | FaultAction::DeleteHints
-        | FaultAction::DiskFull
-        | FaultAction::DiskFree => {}
+        // Other actions returned above.
+        _ => {}
     }
     Ok(true)
 }

@@ -209,18 +209,7 @@ impl FaultCommands {
             // Clock faults need loadgen's own nodes (libfaketime under them), and so do
             // crash_all (it kills and restarts every process at once) and disk faults (they
             // damage the files of the nodes' data directories).
-            FaultAction::Bump
-            | FaultAction::Strobe
-            | FaultAction::Drift
-            | FaultAction::Reset
-            | FaultAction::CrashAll
-            | FaultAction::Bitflip
-            | FaultAction::Truncate
-            | FaultAction::CorruptSnapshot
-            | FaultAction::DeleteSnapshot
-            | FaultAction::DeleteHints
-            | FaultAction::DiskFull
-            | FaultAction::DiskFree => None,
+            _ => None,
         }
     }
 }
@@ -658,18 +647,12 @@ impl NodeState {
     /// in any state; callers skip them: `Up` is returned for them.)
     pub fn eligible_for(action: FaultAction) -> Self {
         match action {
-            FaultAction::Kill | FaultAction::Pause | FaultAction::CrashAll => Self::Up,
             FaultAction::Restart => Self::Killed,
             FaultAction::Resume => Self::Paused,
-            FaultAction::Bitflip
-            | FaultAction::Truncate
-            | FaultAction::CorruptSnapshot
-            | FaultAction::DeleteSnapshot
-            | FaultAction::DeleteHints => Self::Killed,
-            FaultAction::DiskFull | FaultAction::DiskFree => Self::Up,
-            FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
-                Self::Up
-            }
+            // Damage is done to a stopped node's files.
+            a if a.is_damage() => Self::Killed,
+            // Kill, pause, crash_all, disk_full / disk_free and the clock actions.
+            _ => Self::Up,
         }
     }
 
@@ -680,16 +663,9 @@ impl NodeState {
             FaultAction::Kill => Self::Killed,
             FaultAction::Pause => Self::Paused,
             // Damage leaves the node stopped: a later restart finds it.
-            FaultAction::Bitflip
-            | FaultAction::Truncate
-            | FaultAction::CorruptSnapshot
-            | FaultAction::DeleteSnapshot
-            | FaultAction::DeleteHints => Self::Killed,
-            FaultAction::DiskFull | FaultAction::DiskFree => Self::Up,
-            FaultAction::Restart | FaultAction::Resume | FaultAction::CrashAll => Self::Up,
-            FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {
-                Self::Up
-            }
+            a if a.is_damage() => Self::Killed,
+            // Restart, resume, crash_all, disk_full / disk_free and the clock actions.
+            _ => Self::Up,
         }
     }
 
