@@ -12,7 +12,11 @@
 //! TLS cost: the N=3 QUORUM 80/20 mix at c=1 and c=64 on a plaintext cluster and on a cluster
 //! with mutual TLS everywhere (peers and clients, `[cluster] tls = true` in loadgen terms),
 //! both running in the same run, each as a ratio to the echo and TLS over plaintext.
-//! `KV_BENCH_CASES=tls` runs only that comparison.
+//! `KV_BENCH_CASES` picks groups (comma-separated): `n1` (one node), `n3` (three nodes), `tls`
+//! (the TLS comparison); all by default. `KV_BENCH_ONLY=TEXT` keeps, within those, the cases
+//! whose name contains TEXT and whose concurrency is `KV_BENCH_CONC` when that is set (to repeat
+//! one figure many times). `KV_BENCH_SERVER=PATH` runs another `kvstore-server` binary (an older build, to tell a
+//! server-side change from a client-side one with the same harness).
 //!
 //! Bounded: each case runs `KV_BENCH_SECS` seconds (default 3), cut into slices that
 //! alternate with the echo ceiling so both see the same machine load; every
@@ -331,7 +335,11 @@ fn spawn_node(
     extra: &[String],
 ) -> (Child, String) {
     let data = dir.join(format!("node{id}"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvstore-server"));
+    let binary = std::env::var_os("KV_BENCH_SERVER").map_or_else(
+        || env!("CARGO_BIN_EXE_kvstore-server").into(),
+        std::path::PathBuf::from,
+    );
+    let mut cmd = Command::new(binary);
     cmd.arg("--node-id")
         .arg(id.to_string())
         .arg("--listen")
@@ -692,15 +700,17 @@ async fn run() {
     println!("kvstore cluster figures: 1 KB values, {secs:.1} s per case, 127.0.0.1");
     let echo = echo_op(start_echo()).await;
     let mut rows = Vec::new();
-    if std::env::var("KV_BENCH_CASES").is_ok_and(|c| c == "tls") {
-        tls_cost(&echo, &mut rows).await;
-        print_table(&rows);
-        print_tls_ratios(&rows);
-        return;
-    }
+    let cases = std::env::var("KV_BENCH_CASES").unwrap_or_default();
+    let wanted = |group: &str| cases.is_empty() || cases.split(',').any(|c| c.trim() == group);
+    let only = std::env::var("KV_BENCH_ONLY").unwrap_or_default();
+    let only_conc: Option<usize> = std::env::var("KV_BENCH_CONC")
+        .ok()
+        .and_then(|c| c.parse().ok());
+    let selected =
+        |name: &str, conc: usize| name.contains(&only) && only_conc.is_none_or(|c| c == conc);
 
     // One node, N=1.
-    {
+    if wanted("n1") {
         let cluster = start_cluster(1, 1).await;
         let client = Client::connect(client_config(&cluster.addrs))
             .await
@@ -708,10 +718,13 @@ async fn run() {
         preload(&client, ConsistencyLevel::One).await;
         let raw = raw_get_op(&cluster.addrs[0]).await;
         let pids = cluster.pids();
-        let (fe, cpu) = paired_with_cpu(&pids, 64, &echo, &raw).await;
-        record(&mut rows, "N=1 get, bare stub (no Client)", 64, fe, cpu);
+        let stub_label = "N=1 get, bare stub (no Client)";
+        if selected(stub_label, 64) {
+            let (fe, cpu) = paired_with_cpu(&pids, 64, &echo, &raw).await;
+            record(&mut rows, stub_label, 64, fe, cpu);
+        }
         for (label, mix) in [("N=1 get", Mix::Get), ("N=1 put", Mix::Put)] {
-            for conc in [1, 64] {
+            for conc in [1, 64].into_iter().filter(|&c| selected(label, c)) {
                 let op = kv_op(&client, ConsistencyLevel::One, mix);
                 let (fe, cpu) = paired_with_cpu(&pids, conc, &echo, &op).await;
                 record(&mut rows, label, conc, fe, cpu);
@@ -721,7 +734,7 @@ async fn run() {
 
     // Three nodes, N=3, QUORUM.
     let mut server_reported = Vec::new();
-    {
+    if wanted("n3") {
         let cluster = start_cluster(3, 3).await;
         let client = Client::connect(client_config(&cluster.addrs))
             .await
@@ -733,7 +746,7 @@ async fn run() {
             ("N=3 QUORUM put", Mix::Put),
             ("N=3 QUORUM 80/20 get/put", Mix::ReadHeavy(80)),
         ] {
-            for conc in [1, 64] {
+            for conc in [1, 64].into_iter().filter(|&c| selected(label, c)) {
                 let op = kv_op(&client, ConsistencyLevel::Quorum, mix);
                 let (fe, cpu) = paired_with_cpu(&pids, conc, &echo, &op).await;
                 record(&mut rows, label, conc, fe, cpu);
@@ -743,15 +756,18 @@ async fn run() {
             ("N=3 QUORUM put, stub, old value", false),
             ("N=3 QUORUM put, stub, skip old", true),
         ] {
-            for conc in [1, 64] {
+            for conc in [1, 64].into_iter().filter(|&c| selected(label, c)) {
                 let op = raw_put_op(&cluster.addrs[0], skip).await;
                 let (fe, cpu) = paired_with_cpu(&pids, conc, &echo, &op).await;
                 record(&mut rows, label, conc, fe, cpu);
             }
         }
-        let op = replication_op(&cluster.addrs[1]).await;
-        let (fe, cpu) = paired_with_cpu(&pids, 1, &echo, &op).await;
-        record(&mut rows, "replication ack (unary Replicate)", 1, fe, cpu);
+        let repl_label = "replication ack (unary Replicate)";
+        if selected(repl_label, 1) {
+            let op = replication_op(&cluster.addrs[1]).await;
+            let (fe, cpu) = paired_with_cpu(&pids, 1, &echo, &op).await;
+            record(&mut rows, repl_label, 1, fe, cpu);
+        }
         for addr in &cluster.addrs {
             match client.status(addr).await {
                 Ok(status) => server_reported.push((addr.clone(), status)),
@@ -760,7 +776,9 @@ async fn run() {
         }
     }
 
-    tls_cost(&echo, &mut rows).await;
+    if wanted("tls") {
+        tls_cost(&echo, &mut rows).await;
+    }
     print_table(&rows);
     print_tls_ratios(&rows);
     println!();
