@@ -35,7 +35,8 @@ use kvstore_checker::{ClockFault, ClockRecord};
 use kvstore_client::{Client, ErrorKind, ReadOptions};
 
 use crate::LoadgenError;
-use crate::driver::store::{Store, StoreExecutor};
+use crate::driver::executor::StoreExecutor;
+use crate::driver::store::Store;
 use crate::driver::{OpObserver, OpReport};
 use crate::generator::{Op, OpKind};
 

@@ -21,12 +21,14 @@
 
 pub mod cluster;
 pub mod compare;
+mod csv_file;
 pub mod driver;
 pub mod echo;
 mod error;
 pub mod generator;
 pub mod history;
 pub mod measure;
+mod plot_style;
 pub mod resources;
 pub mod results;
 pub mod run;

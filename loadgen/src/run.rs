@@ -16,7 +16,7 @@ use crate::cluster::Launched;
 use crate::cluster::faults::{FaultLog, FaultTarget, run_timeline};
 use crate::cluster::launcher::{LocalCluster, ServerProgram, wait_formed};
 use crate::cluster::peers::{self, PeerCluster};
-use crate::driver::store::StoreExecutor;
+use crate::driver::executor::StoreExecutor;
 use crate::driver::{DriveSpec, OpObserver, Stop, drive, load, reported_kinds};
 use crate::echo::{Ceiling, measure_ceiling};
 use crate::generator::{KeySpace, OpGenerator, ValuePool};

@@ -11,6 +11,9 @@ use kvstore_proto::limits::{DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, GRPC
 
 use crate::error::{Error, Result};
 
+/// The cluster name a node has when `--cluster-name` is not given.
+pub const DEFAULT_CLUSTER_NAME: &str = "kvstore";
+
 /// Faults that break one guarantee each, for proving that the checker catches them. They are
 /// only settable with the `fault-injection` cargo feature; release builds always run with none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -176,7 +179,7 @@ impl Default for NodeConfig {
             max_inflight_bytes: crate::admission::DEFAULT_MAX_INFLIGHT_BYTES,
             admission_target_latency: crate::admission::DEFAULT_TARGET_LATENCY,
             speculative_retry: Some(DEFAULT_SPECULATIVE_RETRY),
-            cluster_name: crate::cluster::identity::DEFAULT_CLUSTER_NAME.into(),
+            cluster_name: DEFAULT_CLUSTER_NAME.into(),
             insecure: false,
             metrics_listen: None,
             tls: None,

@@ -259,7 +259,7 @@ async fn internal_with_secret(
 ) -> pb::node_internal_client::NodeInternalClient<
     tonic::service::interceptor::InterceptedService<
         tonic::transport::Channel,
-        kvstore_server::replication::peer::AddSecret,
+        kvstore_server::replication::channel::AddSecret,
     >,
 > {
     let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
@@ -269,7 +269,7 @@ async fn internal_with_secret(
         .unwrap();
     pb::node_internal_client::NodeInternalClient::with_interceptor(
         ch,
-        kvstore_server::replication::peer::AddSecret::new(Some("s3cret")),
+        kvstore_server::replication::channel::AddSecret::new(Some("s3cret")),
     )
 }
 

@@ -13,10 +13,11 @@
 //! latencies; that is the cost of sleeping instead of spinning.)
 //!
 //! Everything the driver talks to is an [`Executor`]: a store through its [`store::Store`]
-//! driver ([`store::StoreExecutor`]: kvstore's client, [`redis`] or [`etcd`]), or the gRPC echo
+//! driver ([`executor::StoreExecutor`]: kvstore's client, [`redis`] or [`etcd`]), or the gRPC echo
 //! service for the ceiling. The drive loop itself knows nothing about any store or protocol.
 
 pub mod etcd;
+pub mod executor;
 pub mod kv;
 pub mod outcome;
 pub mod redis;

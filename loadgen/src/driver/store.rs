@@ -1,8 +1,7 @@
-//! The one driver interface every store implements ([`Store`]: get, put, delete), the
-//! read-modify-write built on it the same way for all ([`execute_on`]), and [`StoreExecutor`],
-//! the executor a run uses whatever the store: kvstore through its own client
-//! ([`super::kv::KvExecutor`]), Redis ([`super::redis::RedisDriver`]) or etcd
-//! ([`super::etcd::EtcdDriver`]).
+//! The one driver interface every store implements ([`Store`]: get, put, delete) and the
+//! read-modify-write built on it the same way for all ([`execute_on`]). The drivers
+//! ([`super::kv`], [`super::redis`], [`super::etcd`]) implement it; [`super::executor`] picks
+//! one for a run. This module imports none of them.
 //!
 //! Every driver reports an [`OpReport`] with the same meaning: the outcome classified by
 //! [`super::outcome::classify`], the value read, and a version in the checker's order (see
@@ -10,17 +9,11 @@
 //! to every store.
 
 use std::future::Future;
-use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::etcd::EtcdDriver;
-use super::kv::KvExecutor;
-use super::redis::{RedisDriver, RedisOptions};
-use super::{Executor, OpReport};
-use crate::LoadgenError;
+use super::OpReport;
 use crate::generator::{Op, OpKind};
-use crate::scenario::{ClusterSpec, StoreKind};
 
 /// A key-value store as loadgen drives it.
 pub trait Store: Send + Sync + 'static {
@@ -55,57 +48,6 @@ pub async fn execute_on<S: Store>(store: &S, op: &Op) -> OpReport {
             w.read_version = r.version;
             w.expires_at_ms = r.expires_at_ms;
             w
-        }
-    }
-}
-
-/// One loadgen client's connections to the store under test.
-#[derive(Debug)]
-pub enum StoreExecutor {
-    /// kvstore's ring-aware client.
-    Kv(KvExecutor),
-    /// A multiplexed Redis connection to the primary.
-    Redis(Box<RedisDriver>),
-    /// gRPC channels to every etcd member.
-    Etcd(EtcdDriver),
-}
-
-impl StoreExecutor {
-    /// Connects client number `client` to `endpoints` of the store `spec.kind`.
-    pub async fn connect(
-        spec: &ClusterSpec,
-        endpoints: &[String],
-        client: u32,
-        request_timeout: Duration,
-        tls: Option<kvstore_client::ClientTls>,
-    ) -> Result<Self, LoadgenError> {
-        let cannot = |e: String| LoadgenError::Cluster(format!("client cannot connect: {e}"));
-        Ok(match spec.kind {
-            StoreKind::Kvstore => Self::Kv(
-                KvExecutor::connect(endpoints, request_timeout, tls)
-                    .await
-                    .map_err(|e| cannot(e.to_string()))?,
-            ),
-            StoreKind::Redis => Self::Redis(Box::new(
-                RedisDriver::connect(endpoints, RedisOptions::for_spec(spec, request_timeout))
-                    .await
-                    .map_err(cannot)?,
-            )),
-            StoreKind::Etcd => Self::Etcd(
-                EtcdDriver::connect(endpoints, client, request_timeout)
-                    .await
-                    .map_err(cannot)?,
-            ),
-        })
-    }
-}
-
-impl Executor for StoreExecutor {
-    async fn execute(&self, op: &Op) -> OpReport {
-        match self {
-            Self::Kv(k) => execute_on(k, op).await,
-            Self::Redis(r) => execute_on(r.as_ref(), op).await,
-            Self::Etcd(e) => execute_on(e, op).await,
         }
     }
 }

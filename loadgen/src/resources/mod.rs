@@ -364,13 +364,13 @@ fn round3(v: f64) -> f64 {
 
 /// Writes `resources.csv` and `nodes.png` (`nodes.csv` is written while sampling).
 pub fn write(dir: &Path, s: &ResourceSummary, title: &str) -> Result<(), LoadgenError> {
-    crate::results::write_csv(&dir.join("resources.csv"), &s.rows)?;
+    crate::csv_file::write_csv(&dir.join("resources.csv"), &s.rows)?;
     plot::nodes(&dir.join("nodes.png"), s, title)
 }
 
 /// Reads a `nodes.csv`.
 pub fn read_samples(path: &Path) -> Result<Vec<NodeRow>, LoadgenError> {
-    crate::results::read_csv(path)
+    crate::csv_file::read_csv(path)
 }
 
 /// The report lines, in the report's `[SECTION], metric, value` layout.

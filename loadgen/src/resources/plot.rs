@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use super::{NodeRow, ResourceSummary};
 use crate::LoadgenError;
-use crate::results::plots::{FAMILY, PALETTE, err, register_font};
+use crate::plot_style::{FAMILY, PALETTE, err, register_font};
 
 const SIZE: (u32, u32) = (1280, 900);
 

@@ -27,6 +27,7 @@ pub mod timeseries;
 use std::path::{Path, PathBuf};
 
 use crate::LoadgenError;
+pub(crate) use crate::csv_file::{read_csv, write_csv};
 use crate::echo::Ceiling;
 use crate::measure::Measurements;
 use crate::scenario::{FaultAction, Scenario};
@@ -123,29 +124,6 @@ pub fn create_run_dir(root: &Path, name: &str, stamp: &str) -> Result<PathBuf, L
         &base,
         "too many runs with the same time stamp",
     ))
-}
-
-/// Writes `rows` as a CSV file with a header from their field names.
-pub(crate) fn write_csv<T: serde::Serialize>(
-    path: &Path,
-    rows: impl IntoIterator<Item = T>,
-) -> Result<(), LoadgenError> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| LoadgenError::results(path, e))?;
-    for row in rows {
-        w.serialize(row)
-            .map_err(|e| LoadgenError::results(path, e))?;
-    }
-    w.flush().map_err(|e| LoadgenError::results(path, e))
-}
-
-/// Reads a CSV file written by [`write_csv`].
-pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(
-    path: &Path,
-) -> Result<Vec<T>, LoadgenError> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| LoadgenError::results(path, e))?;
-    r.deserialize()
-        .collect::<Result<Vec<T>, _>>()
-        .map_err(|e| LoadgenError::results(path, e))
 }
 
 /// Writes every results file of a finished run into `dir` (`scenario.toml` is written when the

@@ -9,11 +9,9 @@
 //!   overall service time dashed, so the coordinated-omission gap is visible.
 
 use std::path::Path;
-use std::sync::Once;
 
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
 use super::RunResults;
 use super::phases::{Phase, intervals};
@@ -21,32 +19,7 @@ use super::timeseries;
 use crate::LoadgenError;
 use crate::scenario::FaultAction;
 
-/// DejaVu Sans (Bitstream Vera licence, redistributable; see assets/DejaVuSans-LICENSE.txt).
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-pub(crate) const FAMILY: &str = "sans-serif";
-pub(crate) const SIZE: (u32, u32) = (1280, 640);
-
-pub(crate) const PALETTE: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(0, 0, 0),
-];
-
-pub(crate) fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The font is compiled in; a parse failure would be a build defect, and plots would
-        // then lack text rather than fail the run.
-        let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
-    });
-}
-
-pub(crate) fn err(path: &Path, e: impl std::fmt::Debug) -> LoadgenError {
-    LoadgenError::results(path, format!("plot: {e:?}"))
-}
+pub(crate) use crate::plot_style::{FAMILY, PALETTE, SIZE, err, register_font};
 
 /// Writes the three plots into `dir`.
 pub fn write_all(dir: &Path, r: &RunResults, _phases: &[Phase]) -> Result<(), LoadgenError> {

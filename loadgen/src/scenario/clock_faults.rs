@@ -6,7 +6,7 @@
 //! They need loadgen's own local cluster: the clock is moved through libfaketime, preloaded
 //! under the node processes loadgen starts, never by a knob in the server.
 
-use super::validate::{Invalid, bad};
+use super::invalid::{Invalid, bad};
 use super::{FaultAction, FaultKind, FaultSpec, NodeSelector, Scenario};
 
 /// Largest clock jump or strobe position: a week, in ms (Jepsen bumps by up to hours).

@@ -1,6 +1,7 @@
 //! Scenario validation: every impossible value is refused before anything starts, with the
 //! field's dotted path and why. Pure checks on the parsed structure; no I/O.
 
+use super::invalid::{Invalid, bad};
 use super::{
     ClusterSpec, FaultAction, FaultKind, NodeKeyword, NodeSelector, NodeState, RunSpec, Scenario,
     ValueSize, WorkloadSpec,
@@ -10,12 +11,6 @@ use super::{
 const MAX_VALUE: u64 = kvstore_proto::limits::DEFAULT_MAX_VALUE_BYTES as u64;
 /// Smallest value when histories are recorded: the value id occupies the first bytes.
 pub const MIN_HISTORY_VALUE: u64 = 16;
-
-pub(super) type Invalid = (String, String);
-
-pub(super) fn bad<T>(field: &str, why: impl Into<String>) -> Result<T, Invalid> {
-    Err((field.to_string(), why.into()))
-}
 
 /// Checks the whole scenario; the first problem found is returned as `(field, why)`.
 pub fn validate(s: &Scenario) -> Result<(), Invalid> {

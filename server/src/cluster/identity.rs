@@ -15,9 +15,6 @@ use kvstore_proto::pb;
 
 use crate::config::NodeConfig;
 
-/// The default cluster name.
-pub const DEFAULT_CLUSTER_NAME: &str = "kvstore";
-
 /// A node's cluster and its placement settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

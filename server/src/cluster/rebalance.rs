@@ -28,7 +28,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared as SharedFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use kvstore_proto::pb;
 use kvstore_proto::ring::{Arc as TokenArc, key_hash};
@@ -38,9 +37,10 @@ use super::identity::Identity;
 use super::members::{Member, Status};
 use super::placement::Placement;
 use crate::error::{Error, Result};
-use crate::node::shared::{Periodic, Shared};
-use crate::replication::coordinator::{from_wire_entry, send_to_replica, to_wire_entry};
+use crate::node::shared::{LeaveHandle, Periodic, Shared};
+use crate::replication::coordinator::send_to_replica;
 use crate::replication::replica::apply_streamed;
+use crate::replication::wire::{from_wire_entry, to_wire_entry};
 use crate::storage::Entry;
 
 /// How long a join or leave waits for every member to take its announcement.
@@ -379,9 +379,6 @@ async fn leave(shared: &Arc<Shared>) -> Result<u64> {
     tracing::info!(moved, "left the cluster");
     Ok(moved)
 }
-
-/// A leave in progress: every caller awaits the same outcome (keys handed over, or the error).
-pub type LeaveHandle = SharedFuture<BoxFuture<'static, std::result::Result<u64, Arc<Error>>>>;
 
 /// Starts this node's leave, or joins the one already running, and returns its outcome to
 /// await. The leave runs in its own task and stops the node once it is done, whether or not

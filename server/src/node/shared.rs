@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
+use futures::future::{BoxFuture, Shared as SharedFuture};
 use tokio::sync::watch;
 
 use crate::admission::Admission;
@@ -19,12 +20,17 @@ use crate::cluster::hints::HintStore;
 use crate::cluster::members::Conditions;
 use crate::cluster::members::{Health, MemberTable, Status};
 use crate::cluster::placement::Placement;
-use crate::cluster::rebalance::LeaveHandle;
 use crate::config::NodeConfig;
+use crate::error::Error;
 use crate::hlc::Hlc;
 use crate::replication::peer::{Peer, Peers};
 use crate::replication::slow::SlowReplicas;
 use crate::storage::{Engine, Log};
+
+/// A leave in progress ([`crate::cluster::rebalance::start_leave`]): every caller awaits the
+/// same outcome (keys handed over, or the error). Defined here, with the slot that holds it, so
+/// this state imports nothing of the cluster layer that drives it.
+pub type LeaveHandle = SharedFuture<BoxFuture<'static, std::result::Result<u64, Arc<Error>>>>;
 
 /// A snapshot of placement and liveness, cheap to clone for one request.
 #[derive(Debug)]

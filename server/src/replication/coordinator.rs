@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use kvstore_proto::{ConsistencyLevel, Version, pb};
+use kvstore_proto::{ConsistencyLevel, pb};
 use tokio::time::{Instant, timeout_at};
 
 use super::peer::ReplicaFailure;
@@ -24,44 +24,12 @@ use super::quorum::{self, Progress, ReadQuorum, WriteQuorum};
 use super::replica::{
     apply_may_sync, clock_refusal, from_the_future, note_storage_outcome, storage_refusal,
 };
+use super::wire::to_replicate;
 use crate::error::{Error, Result};
 use crate::node::shared::Shared;
 use crate::storage::Entry;
 
 type ReplicaFuture<T> = Pin<Box<dyn Future<Output = (u32, T)> + Send>>;
-
-/// The wire form of a replica write.
-pub fn to_replicate(key: &str, entry: &Entry) -> pb::ReplicateRequest {
-    pb::ReplicateRequest {
-        key: key.to_owned(),
-        value: entry.value.clone(),
-        timestamp: entry.version.hlc,
-        version: Some(entry.version.into()),
-        tombstone: entry.tombstone,
-        expires_at_ms: entry.expires_at_ms,
-    }
-}
-
-/// An entry from its wire form (a missing version reads as the zero version, which loses
-/// against everything).
-pub fn from_wire_entry(e: pb::Entry) -> Entry {
-    Entry {
-        value: e.value,
-        version: e.version.map(Version::from).unwrap_or_default(),
-        tombstone: e.tombstone,
-        expires_at_ms: e.expires_at_ms,
-    }
-}
-
-/// The wire form of an entry.
-pub fn to_wire_entry(e: &Entry) -> pb::Entry {
-    pb::Entry {
-        value: e.value.clone(),
-        version: Some(e.version.into()),
-        tombstone: e.tombstone,
-        expires_at_ms: e.expires_at_ms,
-    }
-}
 
 /// Applies an entry to this node's engine: off the async threads when it may fsync, inline
 /// otherwise (see [`super::replica::apply_may_sync`]). A version further ahead of this node's

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use super::coordinator::to_replicate;
 use super::peer::ReplicaFailure;
+use super::wire::to_replicate;
 use crate::cluster::members::Health;
 use crate::node::shared::{Periodic, Shared};
 

@@ -22,17 +22,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kvstore_proto::CLUSTER_SECRET_HEADER;
 use kvstore_proto::pb;
 use kvstore_proto::pb::node_internal_client::NodeInternalClient;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use super::channel::{AddSecret, InternalClient, RECONNECT_BACKOFF, channel};
 use super::reader::{ReadOutcome, Reader};
 
 /// Largest number of writes in one batch.
@@ -46,10 +43,6 @@ pub const QUEUE_DEPTH: usize = 16 * 1024;
 /// Bytes of writes queued for or in flight to one peer; beyond it a write fails at once as not
 /// sent (and is hinted), so a slow peer cannot make this node hold unbounded values in memory.
 pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
-/// Least time between two attempts to open a stream to a failing peer.
-pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
-/// How long opening a TCP connection to a peer may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a replica did not take a write. The variants differ in what the coordinator may tell
 /// its client: only a write that reached no replica is a definite failure.
@@ -106,29 +99,6 @@ impl std::fmt::Display for ReplicaFailure {
         }
     }
 }
-
-/// Adds the cluster secret to every outgoing NodeInternal call.
-#[derive(Clone, Debug, Default)]
-pub struct AddSecret(Option<MetadataValue<Ascii>>);
-
-impl AddSecret {
-    /// An interceptor sending `secret` (or nothing).
-    pub fn new(secret: Option<&str>) -> Self {
-        Self(secret.and_then(|s| s.parse().ok()))
-    }
-}
-
-impl Interceptor for AddSecret {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert(CLUSTER_SECRET_HEADER, v.clone());
-        }
-        Ok(req)
-    }
-}
-
-/// A NodeInternal client carrying the cluster secret.
-pub type InternalClient = NodeInternalClient<InterceptedService<Channel, AddSecret>>;
 
 /// A write waiting for its ack: where to answer, and when it was handed over (for the
 /// replication latency histogram).
@@ -372,28 +342,6 @@ impl Peers {
         peers.insert(id, peer.clone());
         Ok(peer)
     }
-}
-
-fn channel(
-    address: &str,
-    tls: Option<&tonic::transport::ClientTlsConfig>,
-    source_ip: Option<IpAddr>,
-) -> Result<Channel, String> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
-        .map_err(|e| format!("bad peer address {address:?}: {e}"))?
-        .local_address(source_ip);
-    if let Some(tls) = tls {
-        endpoint = endpoint
-            .tls_config(tls.clone())
-            .map_err(|e| format!("TLS to peer {address}: {e}"))?;
-    }
-    let endpoint = endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
-    Ok(endpoint.connect_lazy())
 }
 
 fn write_bytes(w: &pb::ReplicateRequest) -> usize {

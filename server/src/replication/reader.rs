@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::coordinator::from_wire_entry;
-use super::peer::{InternalClient, RECONNECT_BACKOFF};
+use super::channel::{InternalClient, RECONNECT_BACKOFF};
+use super::wire::from_wire_entry;
 use crate::storage::Entry;
 
 /// Largest number of keys in one read batch.

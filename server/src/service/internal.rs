@@ -22,8 +22,8 @@ use crate::cluster::members::Member;
 use crate::cluster::rebalance;
 use crate::error::Error;
 use crate::node::shared::Shared;
-use crate::replication::coordinator::to_wire_entry;
 use crate::replication::replica::{apply_may_sync, apply_writes};
+use crate::replication::wire::to_wire_entry;
 
 /// Batches of one replication stream applied concurrently (their acks may come out of order;
 /// last-write-wins makes the order of application irrelevant).

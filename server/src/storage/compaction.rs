@@ -25,9 +25,9 @@ use std::sync::atomic::Ordering;
 
 use super::StorageError;
 use super::index::Loc;
-use super::log::{Inner, lock};
+use super::inner::{Inner, lock};
+use super::io::TMP_SUFFIX;
 use super::record::{self, Kind};
-use super::recovery::TMP_SUFFIX;
 use super::segment::{SegId, Segment};
 
 /// Output is written in chunks of this many bytes.

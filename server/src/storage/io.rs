@@ -16,6 +16,13 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Name of the lock file in the data directory ([`FileSystem::lock_dir`] takes it).
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Suffix of a file written under a temporary name and renamed into place once complete
+/// (compacted segments, snapshots); recovery removes leftovers of a crash.
+pub const TMP_SUFFIX: &str = ".tmp";
+
 /// An open file: positional reads and writes, so no seek lock is shared between threads.
 // `len` is fallible I/O here, so an `is_empty` twin would add nothing.
 #[allow(clippy::len_without_is_empty)]
@@ -140,7 +147,7 @@ impl FileSystem for StdFs {
             .write(true)
             .create(true)
             .truncate(false)
-            .open(dir.join(super::log::LOCK_FILE))?;
+            .open(dir.join(LOCK_FILE))?;
         // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {

@@ -22,13 +22,11 @@ use super::StorageError;
 use super::commit::Commit;
 use super::config::LogConfig;
 use super::index::{Index, Loc};
-use super::log::{Inner, OpenCounts, Writer, create_segment};
+use super::inner::{Inner, OpenCounts, Writer, create_segment};
+use super::io::TMP_SUFFIX;
 use super::record::{self, Kind, Scan, Scanner};
 use super::segment::{SegId, Segment};
 use super::snapshot::{self, Loaded};
-
-/// Suffix of temporary files (snapshots and compaction output before their rename).
-pub const TMP_SUFFIX: &str = ".tmp";
 
 /// Opens the engine's state from `cfg.dir`.
 pub(crate) fn open(cfg: LogConfig) -> Result<Inner, StorageError> {

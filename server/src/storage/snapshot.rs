@@ -23,8 +23,8 @@ use kvstore_proto::Version;
 use super::StorageError;
 use super::config::LogConfig;
 use super::index::{Index, Loc};
-use super::log::{Inner, lock};
-use super::recovery::TMP_SUFFIX;
+use super::inner::{Inner, lock};
+use super::io::TMP_SUFFIX;
 use super::segment::{SegId, Segment};
 
 /// File name of the snapshot in the data directory.
