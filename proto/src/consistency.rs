@@ -23,6 +23,14 @@ impl ConsistencyLevel {
         }
     }
 
+    /// The level that needs exactly `count` of `n` replicas, if there is one (ALL first: with
+    /// N=1 every level needs one answer).
+    pub fn for_count(count: usize, n: usize) -> Option<Self> {
+        [Self::All, Self::Quorum, Self::One]
+            .into_iter()
+            .find(|l| l.required(n) == count && count > 0)
+    }
+
     /// Decodes the wire value. `Ok(None)` means "use the node's default"; `Err` carries the
     /// unknown number so the server can name it.
     pub fn from_wire(raw: i32) -> Result<Option<Self>, i32> {
@@ -73,6 +81,17 @@ impl std::fmt::Display for ConsistencyLevel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_level_of_a_replica_count() {
+        use ConsistencyLevel::*;
+        assert_eq!(ConsistencyLevel::for_count(2, 3), Some(Quorum));
+        assert_eq!(ConsistencyLevel::for_count(1, 3), Some(One));
+        assert_eq!(ConsistencyLevel::for_count(3, 3), Some(All));
+        assert_eq!(ConsistencyLevel::for_count(1, 1), Some(All));
+        assert_eq!(ConsistencyLevel::for_count(2, 5), None);
+        assert_eq!(ConsistencyLevel::for_count(0, 3), None);
+    }
 
     #[test]
     fn required_answers() {

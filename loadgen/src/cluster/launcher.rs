@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kvstore_client::{Client, ClientConfig, ClientTls, pb};
+use kvstore_client::{Client, ClientConfig, ClientTls, ConsistencyLevel, pb};
 use kvstore_server::process::ChildProcess;
 
 use super::clock::{ClockProgram, NodeClock, faketime_env};
@@ -48,17 +48,13 @@ impl ServerProgram {
     }
 }
 
-/// The server's consistency-level name for `count` out of `n` replicas, if it has one.
-pub fn level_name(count: u32, n: u32) -> Option<&'static str> {
-    if count == n {
-        Some("all")
-    } else if count == n / 2 + 1 {
-        Some("quorum")
-    } else if count == 1 {
-        Some("one")
-    } else {
-        None
-    }
+/// The server's `--read-quorum` / `--write-quorum` value for `count` of `n` replicas (QUORUM
+/// when no level needs exactly that many; validation refuses such counts first).
+fn level_flag(count: u32, n: u32) -> String {
+    ConsistencyLevel::for_count(count as usize, n as usize)
+        .unwrap_or(ConsistencyLevel::Quorum)
+        .to_string()
+        .to_lowercase()
 }
 
 #[derive(Debug)]
@@ -238,13 +234,9 @@ impl LocalCluster {
             "--replication-factor".into(),
             s.replication.to_string(),
             "--read-quorum".into(),
-            level_name(s.read_quorum, s.replication)
-                .unwrap_or("quorum")
-                .into(),
+            level_flag(s.read_quorum, s.replication),
             "--write-quorum".into(),
-            level_name(s.write_quorum, s.replication)
-                .unwrap_or("quorum")
-                .into(),
+            level_flag(s.write_quorum, s.replication),
             "--fsync".into(),
             s.fsync.clone(),
         ];
@@ -602,11 +594,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quorum_counts_map_to_levels() {
-        assert_eq!(level_name(2, 3), Some("quorum"));
-        assert_eq!(level_name(1, 3), Some("one"));
-        assert_eq!(level_name(3, 3), Some("all"));
-        assert_eq!(level_name(1, 1), Some("all"));
-        assert_eq!(level_name(2, 5), None);
+    fn quorum_counts_map_to_the_servers_flag_values() {
+        assert_eq!(level_flag(2, 3), "quorum");
+        assert_eq!(level_flag(1, 3), "one");
+        assert_eq!(level_flag(3, 3), "all");
+        assert_eq!(level_flag(1, 1), "all");
     }
 }

@@ -100,7 +100,9 @@ fn cluster(c: &ClusterSpec) -> Result<(), Invalid> {
             ("cluster.read_quorum", c.read_quorum),
             ("cluster.write_quorum", c.write_quorum),
         ] {
-            if crate::cluster::launcher::level_name(count, c.replication).is_none() {
+            if kvstore_proto::ConsistencyLevel::for_count(count as usize, c.replication as usize)
+                .is_none()
+            {
                 return bad(
                     field,
                     format!(
