@@ -79,6 +79,14 @@ pub struct Args {
     /// Hints replayed per batch when a replica comes back. [default: 256]
     #[arg(long, value_name = "N")]
     pub hint_replay_batch: Option<usize>,
+    /// Bytes of hints kept at most, over all down replicas; beyond it new hints are dropped
+    /// (repair heals those keys). [default: 1073741824]
+    #[arg(long, value_name = "BYTES")]
+    pub max_hint_bytes: Option<u64>,
+    /// Hints of writes older than this are dropped, not replayed (repair covers them); must be
+    /// below the tombstone grace period (1 h). [default: 900000, 15 min]
+    #[arg(long, value_name = "MS")]
+    pub max_hint_window_ms: Option<u64>,
     /// Shared secret every node-to-node call must carry (x-cluster-secret); calls without it
     /// get UNAUTHENTICATED.
     #[arg(long, value_name = "SECRET", env = "KVSTORE_CLUSTER_SECRET")]
@@ -215,6 +223,8 @@ impl Args {
             max_clock_offset_ms,
             max_hints_per_target,
             hint_replay_batch,
+            max_hint_bytes,
+            max_hint_window_ms,
             cluster_secret,
             cluster_name,
             max_value_bytes,
@@ -281,6 +291,7 @@ impl Args {
             max_clock_offset_ms => max_clock_offset_ms,
             max_hints_per_target => max_hints_per_target,
             hint_replay_batch => hint_replay_batch,
+            max_hint_bytes => max_hint_bytes,
             max_value_bytes => max_value_bytes,
             max_key_bytes => max_key_bytes,
             max_inflight_requests => max_inflight_requests,
@@ -294,6 +305,7 @@ impl Args {
         }
         ms!(
             request_timeout_ms => request_timeout,
+            max_hint_window_ms => max_hint_window,
             gossip_interval_ms => gossip_interval,
             ping_interval_ms => ping_interval,
             suspect_after_ms => suspect_after,

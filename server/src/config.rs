@@ -64,6 +64,11 @@ pub struct NodeConfig {
     pub max_hints_per_target: usize,
     /// Hints replayed per batch.
     pub hint_replay_batch: usize,
+    /// Bytes of hints held at most, over all targets; beyond it new hints are dropped.
+    pub max_hint_bytes: u64,
+    /// A hint whose write is older than this is dropped, not replayed (Cassandra's
+    /// `max_hint_window`); below the tombstone grace, so no hint outlives a delete's tombstone.
+    pub max_hint_window: Duration,
     /// When set, every NodeInternal call must carry it, or gets UNAUTHENTICATED.
     pub cluster_secret: Option<String>,
     /// Hand this node's ranges over and leave the cluster on SIGTERM/SIGINT.
@@ -164,6 +169,8 @@ impl Default for NodeConfig {
             max_clock_offset_ms: crate::hlc::DEFAULT_MAX_CLOCK_OFFSET_MS,
             max_hints_per_target: 100_000,
             hint_replay_batch: 256,
+            max_hint_bytes: crate::cluster::hints::DEFAULT_MAX_HINT_BYTES,
+            max_hint_window: crate::cluster::hints::DEFAULT_HINT_WINDOW,
             cluster_secret: None,
             leave_on_shutdown: false,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
@@ -218,6 +225,18 @@ impl NodeConfig {
         }
         if self.max_hints_per_target == 0 || self.hint_replay_batch == 0 {
             return bad("max_hints_per_target and hint_replay_batch must be > 0".into());
+        }
+        if self.max_hint_bytes == 0 {
+            return bad("max_hint_bytes must be > 0".into());
+        }
+        let grace = crate::storage::DEFAULT_TOMBSTONE_GRACE;
+        if self.max_hint_window.is_zero() || self.max_hint_window >= grace {
+            return bad(format!(
+                "max_hint_window_ms must be in 1..{} (below the tombstone grace period, or a \
+                 late hint could bring back a value whose delete was already collected), got {}",
+                grace.as_millis(),
+                self.max_hint_window.as_millis()
+            ));
         }
         if self.suspect_after >= self.down_after {
             return bad(format!(

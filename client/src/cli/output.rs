@@ -86,6 +86,11 @@ pub fn status_block(s: &pb::NodeStatusResponse) -> String {
         "  keys {}  hints pending {}  hints replayed {}  read repairs {}  clock-skew rejections {}",
         s.keys, s.hints_pending, s.hints_replayed, s.read_repairs, s.clock_skew_rejections
     );
+    let _ = writeln!(
+        out,
+        "  hints: {} bytes held, {} dropped at a bound, {} past the hint window",
+        s.hints_bytes, s.hints_dropped, s.hints_expired
+    );
     if let Some(c) = &s.clock {
         let offsets: Vec<String> = c
             .offsets

@@ -19,7 +19,7 @@
 //! | `kvstore_replica_failures_total` | counter | `kind` (`not_sent`, `unreachable`, `refused_<refusal>`) |
 //! | `kvstore_read_repairs_total`, `kvstore_speculative_reads_total` | counter | |
 //! | `kvstore_hints_pending`, `kvstore_hints_bytes`, `kvstore_hints_backlog_bytes` | gauge | |
-//! | `kvstore_hints_stored_total`, `kvstore_hints_replayed_total`, `kvstore_hints_dropped_total` | counter | |
+//! | `kvstore_hints_stored_total`, `kvstore_hints_replayed_total`, `kvstore_hints_dropped_total`, `kvstore_hints_expired_total` | counter | |
 //! | `kvstore_storage_keys`, `kvstore_storage_live_bytes`, `kvstore_storage_dead_bytes`, `kvstore_storage_segments` | gauge | |
 //! | `kvstore_storage_fsync_duration_seconds` | histogram | |
 //! | `kvstore_storage_compactions_total`, `kvstore_storage_recovery_records_skipped_total`, `kvstore_storage_recovery_records_truncated_total` | counter | |
@@ -320,8 +320,14 @@ fn hints(enc: &mut DescriptorEncoder, s: &Shared) -> fmt::Result {
     counter(
         enc,
         "kvstore_hints_dropped",
-        "Hints dropped because their target's store or the backlog was full.",
+        "Hints dropped because a bound was reached (per target, bytes, backlog).",
         h.dropped(),
+    )?;
+    counter(
+        enc,
+        "kvstore_hints_expired",
+        "Hints dropped because their write was older than the hint window.",
+        h.expired(),
     )
 }
 

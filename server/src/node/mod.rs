@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::cluster::hints::HintStore;
+use crate::cluster::hints::{HintLimits, HintStore};
 use crate::cluster::members::{MemberTable, Status, Timing};
 use crate::cluster::{gossip, persist, rebalance};
 use crate::config::NodeConfig;
@@ -88,8 +88,16 @@ pub async fn run_with_ready(
         )
     };
     let datadir::Opened { engine, log } = open("data")?;
-    let hints_engine = open("hints")?.engine;
-    let hints = HintStore::new(hints_engine, config.max_hints_per_target);
+    let hints_opened = open("hints")?;
+    let hints = HintStore::new(
+        hints_opened.engine,
+        hints_opened.log,
+        HintLimits {
+            max_per_target: config.max_hints_per_target,
+            max_bytes: config.max_hint_bytes,
+            window: config.max_hint_window,
+        },
+    )?;
     let mut hlc = Hlc::new(Arc::new(SystemClock), config.max_clock_offset_ms);
     if let Some(d) = &dir {
         let (store, recovered) =
@@ -359,6 +367,10 @@ fn storage_upkeep(shared: &Shared) -> std::result::Result<(), crate::storage::St
         forget_tombstones(shared.engine.as_ref())?;
     }
     shared.engine.snapshot()?;
+    if let Err(e) = shared.hints.upkeep(shared.wall_ms()) {
+        // The data engine's upkeep does not depend on the hints'.
+        tracing::error!(error = %e, "hint store upkeep failed");
+    }
     let due = shared.log.as_ref().is_some_and(|l| l.compaction_due());
     if due || shared.config.faults.lose_tombstones {
         shared.engine.compact(shared.wall_ms())?;

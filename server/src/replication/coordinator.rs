@@ -25,6 +25,7 @@ use super::replica::{
     apply_may_sync, clock_refusal, from_the_future, note_storage_outcome, storage_refusal,
 };
 use super::wire::to_replicate;
+use crate::cluster::hints::Kept;
 use crate::error::{Error, Result};
 use crate::node::shared::Shared;
 use crate::storage::Entry;
@@ -122,21 +123,32 @@ fn hint(shared: &Arc<Shared>, node: u32, key: &str, entry: &Entry) {
         return;
     };
     let (s, key, entry) = (shared.clone(), key.to_owned(), entry.clone());
-    tokio::task::spawn_blocking(move || match (s.hints.add(node, &key, entry), slot).0 {
-        Ok(true) => {}
-        Ok(false) => {
-            // Logged at 1, 2, 4, 8, ... drops: a long outage must not flood the log.
-            let dropped = s.hints.dropped();
-            if dropped.is_power_of_two() {
-                tracing::warn!(
-                    node,
-                    dropped,
-                    "hints for a down node are full: new hints dropped (read repair heals those keys)"
-                );
+    let now = shared.wall_ms();
+    tokio::task::spawn_blocking(
+        move || match (s.hints.add(node, &key, entry, now), slot).0 {
+            Ok(Kept::Stored) => {}
+            Ok(Kept::Expired) => {
+                tracing::debug!(node, key, "write older than the hint window: not hinted");
             }
-        }
-        Err(e) => tracing::error!(node, key, error = %e, "cannot store hint"),
-    });
+            Ok(full @ (Kept::TargetFull | Kept::StoreFull)) => {
+                // Logged at 1, 2, 4, 8, ... drops: a long outage must not flood the log.
+                let dropped = s.hints.dropped();
+                if dropped.is_power_of_two() {
+                    let which = if full == Kept::TargetFull {
+                        "this node's hints for the down node are at --max-hints-per-target"
+                    } else {
+                        "the hint store is at --max-hint-bytes"
+                    };
+                    tracing::warn!(
+                        node,
+                        dropped,
+                        "{which}: new hints dropped (repair heals those keys)"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(node, key, error = %e, "cannot store hint"),
+        },
+    );
 }
 
 /// Writes `entry` (already stamped) under `key` to its replicas at `level`.

@@ -6,7 +6,8 @@
 //! meanwhile). A hint the target refuses for a passing reason (its clock is behind, its disk is
 //! full or read-only) is kept, and the target's replay pauses until the next round: dropping
 //! it would lose the write on that replica for good. Only a malformed hint, which can never
-//! succeed, is dropped. An unreachable target keeps its hints for the next round.
+//! succeed, is dropped. An unreachable target keeps its hints for the next round. A hint older
+//! than the hint window is dropped by the store instead of being handed out (repair covers it).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -44,18 +45,30 @@ pub async fn replay_target(shared: &Arc<Shared>, target: u32) -> Result<u64, Str
         .peer(target)
         .ok_or_else(|| format!("node {target} has no address"))?;
     let mut replayed = 0;
+    // The walk through the target's hints: each batch starts after the last key of the one
+    // before, so a round reads each hint once (a hint added behind the cursor waits for the
+    // next round).
+    let mut after: Option<String> = None;
     loop {
-        let (s, limit) = (shared.clone(), shared.config.hint_replay_batch);
-        let batch = tokio::task::spawn_blocking(move || s.hints.take_batch(target, limit))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let (s, limit, from) = (
+            shared.clone(),
+            shared.config.hint_replay_batch,
+            after.clone(),
+        );
+        let now = shared.wall_ms();
+        let batch = tokio::task::spawn_blocking(move || {
+            s.hints.take_batch(target, from.as_deref(), limit, now)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         if batch.is_empty() {
             if replayed > 0 {
                 tracing::info!(target, replayed, "hints replayed");
             }
             return Ok(replayed);
         }
+        after = batch.last().map(|(k, _)| k.clone());
         let wait = shared.config.request_timeout;
         let sends = batch.iter().map(|(key, entry)| {
             let send = peer.replicate(to_replicate(key, entry));

@@ -90,6 +90,9 @@ pub struct LogConfig {
     pub fs: Arc<dyn FileSystem>,
 }
 
+/// How long a tombstone (or an expired value) outlives its delete before compaction may drop it.
+pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(3600);
+
 impl LogConfig {
     /// Defaults for a data directory: fsync always, 64 MiB segments, 1 h tombstone grace.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -97,7 +100,7 @@ impl LogConfig {
             dir: dir.into(),
             fsync: FsyncPolicy::Always,
             segment_bytes: 64 * 1024 * 1024,
-            tombstone_grace: Duration::from_secs(3600),
+            tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
             max_key_bytes: kvstore_proto::limits::DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: kvstore_proto::limits::DEFAULT_MAX_VALUE_BYTES,
             compaction_dead_ratio: 0.5,

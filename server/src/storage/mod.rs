@@ -42,7 +42,7 @@ mod segment;
 mod simfs;
 mod snapshot;
 
-pub use config::{FsyncPolicy, LogConfig, ParseFsyncPolicyError};
+pub use config::{DEFAULT_TOMBSTONE_GRACE, FsyncPolicy, LogConfig, ParseFsyncPolicyError};
 pub use entry::{Applied, Entry};
 pub use error::StorageError;
 pub use io::LOCK_FILE;
