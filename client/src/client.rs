@@ -357,6 +357,29 @@ impl Client {
         Ok(resp.into_inner())
     }
 
+    /// Removes the dead node `node_id` from the ring for good and waits while every live member
+    /// copies its ranges to their new owners (Cassandra's `nodetool removenode`). Any live
+    /// node runs it; the removal belongs to that node and goes on if this call gives up, and
+    /// asking again repeats it harmlessly. Refused while `node_id` is not judged down.
+    pub async fn remove_node(&self, node_id: u32) -> Result<pb::RemoveNodeResponse, ClientError> {
+        let (resp, _) = self
+            .inner
+            .run(
+                Op::Write,
+                Target::Any,
+                self.inner.config.max_attempts,
+                |node, budget| {
+                    let mut internal = node.internal.clone();
+                    let req = self
+                        .inner
+                        .internal_request(pb::RemoveNodeRequest { node_id }, budget);
+                    async move { internal.remove_node(req).await }
+                },
+            )
+            .await?;
+        Ok(resp.into_inner())
+    }
+
     /// The addresses of every server this client currently knows (ring members that have not
     /// left, plus the seeds).
     pub fn known_servers(&self) -> Vec<String> {

@@ -118,6 +118,12 @@ enum Command {
         /// The node's id (see `kv ring`).
         node_id: u32,
     },
+    /// Remove the dead node NODE_ID for good: the live members copy its ranges to their new
+    /// owners, so every key has N copies again (refused while the node is not down).
+    Removenode {
+        /// The dead node's id (see `kv ring`).
+        node_id: u32,
+    },
 }
 
 fn parse_consistency(s: &str) -> Result<ConsistencyLevel, String> {
@@ -279,6 +285,40 @@ async fn run(mut args: Args) -> Result<(), Failure> {
                 left.keys_moved
             )
             .context("writing the result")?;
+        }
+        Command::Removenode { node_id } => {
+            let r = client.remove_node(node_id).await.map_err(|error| {
+                if error.is_unknown_outcome() {
+                    Failure::RemoveUnconfirmed { node_id, error }
+                } else {
+                    Failure::Client(error)
+                }
+            })?;
+            writeln!(
+                stdout,
+                "OK node {node_id} removed; members {:?} copied {} entries to new owners{}",
+                r.members,
+                r.keys_copied,
+                if r.keys_failed > 0 {
+                    format!(
+                        ", {} not taken (run kv removenode {node_id} again)",
+                        r.keys_failed
+                    )
+                } else {
+                    String::new()
+                }
+            )
+            .context("writing the result")?;
+            for e in &r.errors {
+                writeln!(stdout, "  not asked: {e}").context("writing the result")?;
+            }
+            if r.keys_failed > 0 || !r.errors.is_empty() {
+                return Err(Failure::Client(
+                    kvstore_client::ClientError::UnknownOutcome(format!(
+                        "removal of node {node_id} incomplete: run kv removenode {node_id} again"
+                    )),
+                ));
+            }
         }
     }
     Ok(())

@@ -190,6 +190,15 @@ fn every_subcommand_against_a_real_cluster() {
         "{ring}"
     );
 
+    // removenode refuses a live node, naming what to do instead.
+    let out = kv(s, &["removenode", "2"], None);
+    assert_ne!(code(&out), 0);
+    assert!(
+        text(&out.stderr).contains("kv leave 2"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // No server reachable: exit code 3.
     let dead = support::dead_address();
     let out = kv(&dead, &["get", "k"], None);

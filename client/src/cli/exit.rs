@@ -19,6 +19,13 @@ pub enum Failure {
         /// What the last attempt saw.
         error: ClientError,
     },
+    /// `removenode` got no answer in time. The removal belongs to the node running it.
+    RemoveUnconfirmed {
+        /// The node being removed.
+        node_id: u32,
+        /// What the last attempt saw.
+        error: ClientError,
+    },
     /// A local problem: reading a file, writing stdout.
     Local(anyhow::Error),
 }
@@ -34,6 +41,13 @@ pub fn exit_code(failure: &Failure) -> (u8, String) {
             format!(
                 "{error} (the leave goes on in node {node_id}: run `kv leave {node_id}` again to \
                  wait for it, or watch its state with `kv ring`)"
+            ),
+        ),
+        Failure::RemoveUnconfirmed { node_id, error } => (
+            3,
+            format!(
+                "{error} (the removal goes on in the node running it: run `kv removenode \
+                 {node_id}` again to wait for it; repeating it is harmless)"
             ),
         ),
         Failure::Client(e) => {

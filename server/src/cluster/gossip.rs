@@ -40,6 +40,14 @@ pub fn merge_wire(shared: &Shared, members: &[pb::Member]) -> bool {
                 "refuted a stale view of this node"
             );
         }
+        if out.removed {
+            tracing::error!(
+                "this node was removed from the cluster (kv removenode) while it was down and \
+                 its ranges were copied to other nodes: stopping. To bring it back, wipe its \
+                 data directory and start it with --join as a new node"
+            );
+            shared.request_stop();
+        }
         (out.ring_changed, out.ring_changed)
     })
 }

@@ -150,6 +150,9 @@ pub struct MergeOutcome {
     pub ring_changed: bool,
     /// This node had to raise its own incarnation to refute a view of itself.
     pub refuted: bool,
+    /// Another node announced this one *left* at a higher incarnation: it was removed from the
+    /// cluster (`kv removenode`) while it was down, and must not come back serving.
+    pub removed: bool,
 }
 
 /// Failure-detector timings in milliseconds.
@@ -222,6 +225,21 @@ impl MemberTable {
         me.incarnation += 1;
     }
 
+    /// Announces another member *left* on its behalf (`kv removenode`: it is dead and will not
+    /// announce anything itself), raising its incarnation so the removal wins everywhere.
+    pub fn remove_member(&mut self, id: u32) -> Result<(), String> {
+        if id == self.self_id {
+            return Err(format!("node {id} is this node: use kv leave {id}"));
+        }
+        let r = self
+            .members
+            .get_mut(&id)
+            .ok_or_else(|| format!("node {id} is not a member"))?;
+        r.member.status = Status::Left;
+        r.member.incarnation += 1;
+        Ok(())
+    }
+
     /// Raises this node's heartbeat (once per gossip round).
     pub fn beat(&mut self) {
         self.members
@@ -254,6 +272,15 @@ impl MemberTable {
             // Nobody else speaks for this node: a view of it at our incarnation or above (we
             // restarted and forgot ours) is refuted by jumping past it, keeping our own state.
             let me = &mut self.members.get_mut(&self.self_id).expect("self").member;
+            if remote.status == Status::Left
+                && me.status != Status::Left
+                && remote.incarnation > me.incarnation
+            {
+                // Removed by an operator while down: refuting would bring a node whose ranges
+                // were re-replicated elsewhere back into the ring with stale data.
+                out.removed = true;
+                return out;
+            }
             if remote.incarnation >= me.incarnation
                 && (remote.status != me.status
                     || remote.address != me.address
@@ -445,6 +472,36 @@ mod tests {
             assert_eq!(t.get(2), Some(&want), "{local:?} + {remote:?}");
             assert_eq!(out.ring_changed, changed, "{local:?} + {remote:?}");
         }
+    }
+
+    #[test]
+    fn a_removed_member_is_left_everywhere_and_stops_instead_of_refuting() {
+        let mut t = table();
+        t.merge(member(2, Status::Up, 3, 9), 0);
+        assert!(
+            t.remove_member(1).is_err(),
+            "this node removes itself with a leave"
+        );
+        assert!(t.remove_member(9).is_err(), "not a member");
+        t.remove_member(2).unwrap();
+        let removed = t.get(2).unwrap().clone();
+        assert_eq!((removed.status, removed.incarnation), (Status::Left, 4));
+
+        // Node 2 itself, back at its old incarnation, learns it was removed: no refutation.
+        let mut two = MemberTable::new(2, "127.0.0.1:7002".into(), Status::Up, T, 0);
+        for _ in 0..2 {
+            two.set_my_status(Status::Up); // incarnation 3, as node 1 last heard it
+        }
+        let out = two.merge(removed.clone(), 0);
+        assert!(out.removed && !out.refuted, "{out:?}");
+        assert_eq!(
+            two.me().status,
+            Status::Up,
+            "its own state is not rewritten"
+        );
+        // A node that left by itself is not "removed" by hearing so.
+        let mut gone = MemberTable::new(2, "127.0.0.1:7002".into(), Status::Left, T, 0);
+        assert!(!gone.merge(removed, 0).removed);
     }
 
     #[test]

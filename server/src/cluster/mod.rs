@@ -19,3 +19,4 @@ pub mod members;
 pub mod persist;
 pub mod placement;
 pub mod rebalance;
+pub mod removal;

@@ -19,7 +19,7 @@ use super::status::{Op, to_status};
 use crate::cluster::gossip::merge_wire;
 use crate::cluster::identity::Identity;
 use crate::cluster::members::Member;
-use crate::cluster::rebalance;
+use crate::cluster::{rebalance, removal};
 use crate::error::Error;
 use crate::node::shared::Shared;
 use crate::replication::replica::{apply_may_sync, apply_writes};
@@ -307,6 +307,65 @@ impl NodeInternal for InternalService {
             .await
             .map_err(|e| to_status(&e, Op::Read))?;
         Ok(Response::new(pb::LeaveResponse { keys_moved: moved }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        super::auth::require_peer(&request)?;
+        let node = request.into_inner().node_id;
+        // In a task of its own: a caller that gives up (its deadline) must not stop a removal
+        // halfway; asking again repeats it harmlessly.
+        let shared = self.shared.clone();
+        let r = tokio::spawn(async move { removal::remove_node(&shared, node).await })
+            .await
+            .map_err(|e| {
+                to_status(
+                    &Error::Membership(format!("removal task failed: {e}")),
+                    Op::Read,
+                )
+            })?
+            .map_err(|e| to_status(&e, Op::Read))?;
+        Ok(Response::new(pb::RemoveNodeResponse {
+            keys_copied: r.keys_copied,
+            keys_failed: r.keys_failed,
+            members: r.members,
+            errors: r.errors,
+        }))
+    }
+
+    async fn rereplicate(
+        &self,
+        request: Request<pb::RereplicateRequest>,
+    ) -> Result<Response<pb::RereplicateResponse>, Status> {
+        super::auth::require_peer(&request)?;
+        let req = request.into_inner();
+        if !req.previous_owners.contains(&req.removed) {
+            return Err(to_status(
+                &Error::invalid(
+                    "previous_owners",
+                    format!("must contain the removed node {}", req.removed),
+                ),
+                Op::Read,
+            ));
+        }
+        let shared = self.shared.clone();
+        let (copied, failed) = tokio::spawn(async move {
+            removal::rereplicate(&shared, req.removed, &req.previous_owners).await
+        })
+        .await
+        .map_err(|e| {
+            to_status(
+                &Error::Membership(format!("re-replication task failed: {e}")),
+                Op::Read,
+            )
+        })?
+        .map_err(|e| to_status(&e, Op::Read))?;
+        Ok(Response::new(pb::RereplicateResponse {
+            keys_copied: copied,
+            keys_failed: failed,
+        }))
     }
 
     async fn local_read(
