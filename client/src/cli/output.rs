@@ -91,6 +91,13 @@ pub fn status_block(s: &pb::NodeStatusResponse) -> String {
         "  hints: {} bytes held, {} dropped at a bound, {} past the hint window",
         s.hints_bytes, s.hints_dropped, s.hints_expired
     );
+    if s.restoring {
+        let _ = writeln!(
+            out,
+            "  RESTORING: started with an empty data directory; streaming its ranges from the \
+             other replicas, answering no replica reads until then"
+        );
+    }
     if let Some(c) = &s.clock {
         let offsets: Vec<String> = c
             .offsets

@@ -20,3 +20,4 @@ pub mod persist;
 pub mod placement;
 pub mod rebalance;
 pub mod removal;
+pub mod restore;

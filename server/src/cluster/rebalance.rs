@@ -148,9 +148,14 @@ pub async fn join(shared: &Arc<Shared>) -> Result<()> {
     merge_wire(shared, &members);
     shared.set_synced();
     if restart {
-        tracing::info!("known to the cluster as up: rejoining without moving data");
         if let Err(e) = announce_everywhere(shared, ANNOUNCE_DEADLINE).await {
             tracing::warn!(error = %e, "restart announcement incomplete; gossip will finish it");
+        }
+        if shared.restoring() {
+            // Known as up but its data directory was empty: a replaced disk.
+            super::restore::restore(shared).await;
+        } else {
+            tracing::info!("known to the cluster as up: rejoining without moving data");
         }
         return Ok(());
     }
@@ -204,6 +209,7 @@ pub async fn join(shared: &Arc<Shared>) -> Result<()> {
     tracing::info!(received, arcs = arcs.len(), "ranges streamed in");
 
     // 5. Up.
+    shared.set_restoring(false);
     shared.with_members(|t, _| {
         t.set_my_status(Status::Up);
         ((), true)
@@ -215,7 +221,11 @@ pub async fn join(shared: &Arc<Shared>) -> Result<()> {
 }
 
 /// Streams `arcs` from `source`, retrying a broken stream; returns entries applied.
-async fn stream_from(shared: &Arc<Shared>, source: u32, arcs: &[TokenArc]) -> Result<usize> {
+pub(crate) async fn stream_from(
+    shared: &Arc<Shared>,
+    source: u32,
+    arcs: &[TokenArc],
+) -> Result<usize> {
     let ranges: Vec<pb::TokenRange> = arcs
         .iter()
         .map(|a| pb::TokenRange {

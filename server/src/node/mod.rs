@@ -146,11 +146,19 @@ pub async fn run_with_ready(
         0,
     );
     let had_peers = saved.iter().any(|m| m.id != config.node_id);
+    let no_saved_table = saved.is_empty();
     table.merge_all(saved, 0);
     let tls = config.tls.as_ref().map(crate::tls::load).transpose()?;
+    // An empty data directory (no member table, no data) on a node that joins: a new node,
+    // or a known one whose disk was replaced. Either way it answers no replica reads until its
+    // ranges are streamed in (see cluster::restore).
+    let empty_dir = dir.is_some() && no_saved_table && engine.stats().keys == 0;
     let shared = Shared::new(config, engine, log, hints, hlc, table, tls);
     if !had_peers && shared.config.join.is_empty() {
         shared.set_synced();
+    }
+    if empty_dir && !shared.config.join.is_empty() {
+        shared.set_restoring(true);
     }
     let floor_ms = crate::hlc::physical_ms(shared.hlc.last());
     let wall = shared.wall_ms();

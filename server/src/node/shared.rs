@@ -134,6 +134,9 @@ pub struct Shared {
     ring_changed_at_ms: AtomicU64,
     /// Whether the node has exchanged its table with at least one peer (or needs none).
     synced: AtomicBool,
+    /// Started with an empty data directory and not yet holding its ranges: it takes writes
+    /// but answers no replica reads ([`Shared::restoring`]).
+    restoring: AtomicBool,
     /// Raised to ask the node to stop (after a leave, or by the shutdown signal).
     stop: watch::Sender<bool>,
     /// The leave in progress or last attempted, if any.
@@ -191,6 +194,7 @@ impl Shared {
             started: Instant::now(),
             ring_changed_at_ms: AtomicU64::new(0),
             synced: AtomicBool::new(false),
+            restoring: AtomicBool::new(false),
             stop,
             leaving: Mutex::new(None),
         });
@@ -267,6 +271,19 @@ impl Shared {
     /// Whether the member table has been exchanged with the cluster.
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node's data is still being restored (it started with an empty data
+    /// directory, as after a disk replacement, and streams its ranges from the other
+    /// replicas): until then its answers to replica reads would be "no such key" for every key
+    /// it lost, so it gives none and coordinators ask another replica.
+    pub fn restoring(&self) -> bool {
+        self.restoring.load(Ordering::Acquire)
+    }
+
+    /// Sets [`Shared::restoring`].
+    pub fn set_restoring(&self, restoring: bool) {
+        self.restoring.store(restoring, Ordering::Release);
     }
 
     /// Recomputes the clock verdict from the latest samples and announces a change in gossip

@@ -297,6 +297,10 @@ async fn read_replica(
     key: &str,
 ) -> std::result::Result<Option<Entry>, ()> {
     let answer = if node == shared.id() {
+        if shared.restoring() {
+            // Its data is still streaming in: "absent" would be a wrong answer.
+            return Err(());
+        }
         read_local(shared, key).map_err(|e| {
             tracing::warn!(key, error = %e, "local read failed");
         })?
@@ -341,7 +345,7 @@ pub async fn read(
         });
     }
     // Fast path (N=1, or ONE on a replica): this node's answer is the whole quorum.
-    if need == 1 && live.first() == Some(&shared.id()) {
+    if need == 1 && live.first() == Some(&shared.id()) && !shared.restoring() {
         match read_local(shared, key).map(|a| usable(shared, shared.id(), key, a)) {
             Ok(Ok(entry)) => return Ok(entry),
             Ok(Err(())) => {}

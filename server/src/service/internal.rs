@@ -156,19 +156,33 @@ impl NodeInternal for InternalService {
                 let Some(batch) = next_batch(&mut incoming, &mut stop, "read stream").await else {
                     break;
                 };
+                let restoring = shared.restoring();
                 let results = batch
                     .keys
                     .iter()
-                    .map(|key| match shared.engine.get_entry(key) {
-                        Ok(entry) => pb::ReadResult {
-                            found: entry.is_some(),
-                            entry: entry.as_ref().map(to_wire_entry),
-                            error: String::new(),
-                        },
-                        Err(e) => pb::ReadResult {
-                            error: format!("node {}: {e}", shared.id()),
-                            ..Default::default()
-                        },
+                    .map(|key| {
+                        if restoring {
+                            // Its data is still streaming in: "absent" would be a wrong answer.
+                            return pb::ReadResult {
+                                error: format!(
+                                    "node {} is restoring its data (started with an empty data \
+                                     directory)",
+                                    shared.id()
+                                ),
+                                ..Default::default()
+                            };
+                        }
+                        match shared.engine.get_entry(key) {
+                            Ok(entry) => pb::ReadResult {
+                                found: entry.is_some(),
+                                entry: entry.as_ref().map(to_wire_entry),
+                                error: String::new(),
+                            },
+                            Err(e) => pb::ReadResult {
+                                error: format!("node {}: {e}", shared.id()),
+                                ..Default::default()
+                            },
+                        }
                     })
                     .collect();
                 let ack = pb::ReadBatchAck {
@@ -405,6 +419,7 @@ impl NodeInternal for InternalService {
             hints_bytes: s.hints.bytes(),
             hints_dropped: s.hints.dropped(),
             hints_expired: s.hints.expired(),
+            restoring: s.restoring(),
             read_repairs: s.counters.read_repairs.load(Ordering::Relaxed),
             hints_replayed: s.counters.hints_replayed.load(Ordering::Relaxed),
             clock_skew_rejections: s.hlc.skew_rejections(),
