@@ -53,6 +53,11 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     #[serde(default)]
     pub join: Vec<String>,
+    /// Take the place of dead node ID (Cassandra's replace_address): this node gets its id and
+    /// ring position, streams its ranges from the other replicas and then serves them. Needs
+    /// --join and an empty data directory; --node-id may be omitted (or must be ID).
+    #[arg(long, value_name = "ID")]
+    pub replace: Option<u32>,
     /// Replicas per key (N). [default: 3]
     #[arg(long, value_name = "N")]
     pub replication_factor: Option<usize>,
@@ -212,6 +217,7 @@ impl Args {
         }
         fill!(
             node_id,
+            replace,
             listen,
             advertise,
             data_dir,
@@ -269,9 +275,23 @@ impl Args {
     pub fn into_config(self) -> Result<(String, NodeConfig), String> {
         let mut c = NodeConfig::default();
         let listen = self.listen.unwrap_or_else(|| "127.0.0.1:0".into());
-        c.node_id = self
-            .node_id
-            .ok_or("--node-id is required (a unique id > 0)")?;
+        c.node_id = match (self.node_id, self.replace) {
+            (Some(id), Some(dead)) if id != dead => {
+                return Err(format!(
+                    "--replace {dead} takes node {dead}'s place: --node-id must be {dead} or \
+                     omitted, not {id}"
+                ));
+            }
+            (_, Some(dead)) => dead,
+            (Some(id), None) => id,
+            (None, None) => return Err("--node-id is required (a unique id > 0)".into()),
+        };
+        c.replace = self.replace.is_some();
+        if c.replace && self.join.is_empty() {
+            return Err(
+                "--replace needs --join ADDR (a live member to learn the cluster from)".into(),
+            );
+        }
         c.advertise_address = self.advertise.unwrap_or_else(|| listen.clone());
         c.data_dir = self.data_dir;
         c.join = self.join;
@@ -518,6 +538,18 @@ mod tests {
             c.join,
             vec!["127.0.0.1:9".to_string(), "127.0.0.1:10".to_string()]
         );
+    }
+
+    #[test]
+    fn replace_gives_the_dead_nodes_id_and_needs_join() {
+        let (_, c) = parse(args(&["--replace", "3", "--join", "127.0.0.1:9"])).unwrap();
+        assert_eq!((c.node_id, c.replace), (3, true));
+        let (_, c) = parse(args(&["--replace", "3", "--node-id", "3", "--join", "a:1"])).unwrap();
+        assert_eq!(c.node_id, 3);
+        let e = parse(args(&["--replace", "3", "--node-id", "4", "--join", "a:1"])).unwrap_err();
+        assert!(e.to_string().contains("--node-id must be 3"), "{e}");
+        let e = parse(args(&["--replace", "3"])).unwrap_err();
+        assert!(e.to_string().contains("--replace needs --join"), "{e}");
     }
 
     #[test]

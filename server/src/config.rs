@@ -47,6 +47,9 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Seed nodes to join through; empty for the first node of a new cluster.
     pub join: Vec<String>,
+    /// Started with `--replace`: this node takes the place of the dead member with its id
+    /// (which must be known, not live, and not removed), from an empty data directory.
+    pub replace: bool,
     /// Replicas per key (N).
     pub replication_factor: usize,
     /// Default read consistency (R) when a request asks for the default.
@@ -161,6 +164,7 @@ impl Default for NodeConfig {
             peer_source_ip: None,
             data_dir: None,
             join: Vec::new(),
+            replace: false,
             replication_factor: 3,
             read_consistency: ConsistencyLevel::Quorum,
             write_consistency: ConsistencyLevel::Quorum,

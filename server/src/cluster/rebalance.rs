@@ -123,6 +123,16 @@ pub async fn join(shared: &Arc<Shared>) -> Result<()> {
         known.as_ref().map(|m| m.status),
         Some(Status::Up | Status::Leaving)
     );
+    if shared.config.replace && !restart {
+        let what = match known.as_ref().map(|m| m.status) {
+            None => "is not a member of this cluster".to_string(),
+            Some(Status::Left) => "left or was removed: start this node as a new one \
+                                   (another --node-id, no --replace)"
+                .to_string(),
+            Some(s) => format!("is {}: nothing to replace yet", s.name()),
+        };
+        return Err(Error::Config(format!("--replace {me}: node {me} {what}")));
+    }
     if let Some(existing) = &known
         && existing.status != Status::Left
         && existing.address != shared.config.advertise_address

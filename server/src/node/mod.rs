@@ -157,7 +157,16 @@ pub async fn run_with_ready(
     if !had_peers && shared.config.join.is_empty() {
         shared.set_synced();
     }
-    if empty_dir && !shared.config.join.is_empty() {
+    if shared.config.replace && !(empty_dir || dir.is_none()) {
+        return Err(Error::Config(format!(
+            "--replace {} streams the dead node's data into an empty data directory; {} holds \
+             data already (empty it, or restart this node without --replace)",
+            shared.config.node_id,
+            dir.as_ref()
+                .map_or(String::new(), |d| d.display().to_string())
+        )));
+    }
+    if (empty_dir || shared.config.replace) && !shared.config.join.is_empty() {
         shared.set_restoring(true);
     }
     let floor_ms = crate::hlc::physical_ms(shared.hlc.last());
