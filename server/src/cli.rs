@@ -88,8 +88,12 @@ pub struct Args {
     /// (repair heals those keys). [default: 1073741824]
     #[arg(long, value_name = "BYTES")]
     pub max_hint_bytes: Option<u64>,
+    /// A tombstone (or expired value) is kept at least this long, and after that only until a
+    /// repair of its range that started after it completes. [default: 3600000, 1 h]
+    #[arg(long, value_name = "MS")]
+    pub tombstone_grace_ms: Option<u64>,
     /// Hints of writes older than this are dropped, not replayed (repair covers them); must be
-    /// below the tombstone grace period (1 h). [default: 900000, 15 min]
+    /// below the tombstone grace period. [default: 900000, 15 min]
     #[arg(long, value_name = "MS")]
     pub max_hint_window_ms: Option<u64>,
     /// Shared secret every node-to-node call must carry (x-cluster-secret); calls without it
@@ -231,6 +235,7 @@ impl Args {
             hint_replay_batch,
             max_hint_bytes,
             max_hint_window_ms,
+            tombstone_grace_ms,
             cluster_secret,
             cluster_name,
             max_value_bytes,
@@ -326,6 +331,7 @@ impl Args {
         ms!(
             request_timeout_ms => request_timeout,
             max_hint_window_ms => max_hint_window,
+            tombstone_grace_ms => tombstone_grace,
             gossip_interval_ms => gossip_interval,
             ping_interval_ms => ping_interval,
             suspect_after_ms => suspect_after,

@@ -67,6 +67,9 @@ pub struct NodeConfig {
     pub max_hints_per_target: usize,
     /// Hints replayed per batch.
     pub hint_replay_batch: usize,
+    /// How long a tombstone (or expired value) is kept at least; it is collected after that
+    /// only once a repair of its range started after it.
+    pub tombstone_grace: Duration,
     /// Bytes of hints held at most, over all targets; beyond it new hints are dropped.
     pub max_hint_bytes: u64,
     /// A hint whose write is older than this is dropped, not replayed (Cassandra's
@@ -173,6 +176,7 @@ impl Default for NodeConfig {
             max_clock_offset_ms: crate::hlc::DEFAULT_MAX_CLOCK_OFFSET_MS,
             max_hints_per_target: 100_000,
             hint_replay_batch: 256,
+            tombstone_grace: crate::storage::DEFAULT_TOMBSTONE_GRACE,
             max_hint_bytes: crate::cluster::hints::DEFAULT_MAX_HINT_BYTES,
             max_hint_window: crate::cluster::hints::DEFAULT_HINT_WINDOW,
             cluster_secret: None,
@@ -233,11 +237,12 @@ impl NodeConfig {
         if self.max_hint_bytes == 0 {
             return bad("max_hint_bytes must be > 0".into());
         }
-        let grace = crate::storage::DEFAULT_TOMBSTONE_GRACE;
+        let grace = self.tombstone_grace;
         if self.max_hint_window.is_zero() || self.max_hint_window >= grace {
             return bad(format!(
-                "max_hint_window_ms must be in 1..{} (below the tombstone grace period, or a \
-                 late hint could bring back a value whose delete was already collected), got {}",
+                "max_hint_window_ms must be in 1..{} (below the tombstone grace period, \
+                 tombstone_grace_ms, or a late hint could bring back a value whose delete was \
+                 already collected), got {}",
                 grace.as_millis(),
                 self.max_hint_window.as_millis()
             ));

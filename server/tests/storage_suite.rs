@@ -7,7 +7,8 @@ mod storage_common;
 use std::time::Duration;
 
 use kvstore_server::storage::{
-    Applied, Engine, Entry, FsyncPolicy, Log, LogConfig, SNAPSHOT_FILE, StorageError, Version,
+    Applied, CollectPolicy, Engine, Entry, FsyncPolicy, Log, LogConfig, SNAPSHOT_FILE,
+    StorageError, Version,
 };
 use storage_common::{NOW, Subject, config, read, subjects, val, ver};
 
@@ -345,6 +346,45 @@ fn compaction_reclaims_dead_bytes_and_drops_old_tombstones_only_after_grace() {
             "floor survives dropped records"
         );
     }
+}
+
+/// The policy decides for entries past the grace period: one that refuses keeps a tombstone and
+/// an expired value however old (the node refuses until a repair of their range started after
+/// them), one that allows drops exactly those it is asked about.
+struct Only(&'static str);
+
+impl CollectPolicy for Only {
+    fn may_collect(&self, key: &str, _since_ms: u64) -> bool {
+        key == self.0
+    }
+}
+
+#[test]
+fn compaction_keeps_what_its_policy_refuses_past_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), FsyncPolicy::Never);
+    cfg.tombstone_grace = Duration::from_secs(60);
+    let s = Subject::log_with(cfg);
+    let e = s.engine();
+    e.apply("deleted-a", Entry::tombstone(ver(NOW, 0, 1)))
+        .unwrap();
+    e.apply("deleted-b", Entry::tombstone(ver(NOW, 0, 1)))
+        .unwrap();
+    let mut expiring = val("x", 10, 1);
+    expiring.expires_at_ms = NOW;
+    e.apply("expired", expiring).unwrap();
+    let late = NOW + 3_600_000;
+    e.compact_with(late, &Only("none")).unwrap();
+    for k in ["deleted-a", "deleted-b", "expired"] {
+        assert!(
+            e.get_entry(k).unwrap().is_some(),
+            "{k} collected against the policy"
+        );
+    }
+    e.compact_with(late, &Only("deleted-b")).unwrap();
+    assert!(e.get_entry("deleted-a").unwrap().is_some());
+    assert_eq!(e.get_entry("deleted-b").unwrap(), None);
+    assert!(e.get_entry("expired").unwrap().is_some());
 }
 
 #[test]

@@ -20,4 +20,5 @@ pub mod persist;
 pub mod placement;
 pub mod rebalance;
 pub mod removal;
+pub mod repair_ledger;
 pub mod restore;

@@ -124,6 +124,7 @@ pub fn open_engine(
     fsync: &str,
     max_key_bytes: usize,
     max_value_bytes: usize,
+    tombstone_grace: std::time::Duration,
 ) -> Result<Opened> {
     let Some(dir) = dir else {
         return Ok(Opened {
@@ -137,6 +138,7 @@ pub fn open_engine(
         .map_err(|e| Error::Config(format!("--fsync: {e}")))?;
     cfg.max_key_bytes = max_key_bytes + 16;
     cfg.max_value_bytes = max_value_bytes;
+    cfg.tombstone_grace = tombstone_grace;
     let log = Arc::new(Log::open(cfg).map_err(|e| match e {
         StorageError::Locked { path } => Error::Locked { path },
         other => Error::Storage(other),

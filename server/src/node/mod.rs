@@ -20,13 +20,14 @@ use tokio::net::TcpListener;
 
 use crate::cluster::hints::{HintLimits, HintStore};
 use crate::cluster::members::{MemberTable, Status, Timing};
+use crate::cluster::repair_ledger::{RepairLedger, RepairedSince};
 use crate::cluster::{gossip, persist, rebalance};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::hlc::{FileHighWater, Hlc, SystemClock};
 use crate::replication::handoff;
 use crate::service;
-use shared::{Shared, stopped};
+use shared::{Shared, Stores, stopped};
 
 /// How long a stopping node waits for in-flight calls before closing anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,6 +86,7 @@ pub async fn run_with_ready(
             &config.fsync,
             config.max_key_bytes,
             config.max_value_bytes,
+            config.tombstone_grace,
         )
     };
     let datadir::Opened { engine, log } = open("data")?;
@@ -153,7 +155,20 @@ pub async fn run_with_ready(
     // or a known one whose disk was replaced. Either way it answers no replica reads until its
     // ranges are streamed in (see cluster::restore).
     let empty_dir = dir.is_some() && no_saved_table && engine.stats().keys == 0;
-    let shared = Shared::new(config, engine, log, hints, hlc, table, tls);
+    let repairs = match &dir {
+        Some(d) => RepairLedger::open(d.join("repairs")).map_err(|source| Error::Io {
+            context: format!("cannot read {}", d.join("repairs").display()),
+            source,
+        })?,
+        None => RepairLedger::in_memory(),
+    };
+    let stores = Stores {
+        engine,
+        log,
+        hints,
+        repairs,
+    };
+    let shared = Shared::new(config, stores, hlc, table, tls);
     if !had_peers && shared.config.join.is_empty() {
         shared.set_synced();
     }
@@ -390,7 +405,13 @@ fn storage_upkeep(shared: &Shared) -> std::result::Result<(), crate::storage::St
     }
     let due = shared.log.as_ref().is_some_and(|l| l.compaction_due());
     if due || shared.config.faults.lose_tombstones {
-        shared.engine.compact(shared.wall_ms())?;
+        // A tombstone past the grace period goes only once a repair of its range started
+        // after it: before that a replica may still lack the delete.
+        let policy = RepairedSince {
+            ledger: &shared.repairs,
+            margin_ms: shared.config.max_clock_offset_ms,
+        };
+        shared.engine.compact_with(shared.wall_ms(), &policy)?;
     }
     Ok(())
 }

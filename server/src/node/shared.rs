@@ -20,6 +20,7 @@ use crate::cluster::hints::HintStore;
 use crate::cluster::members::Conditions;
 use crate::cluster::members::{Health, MemberTable, Status};
 use crate::cluster::placement::Placement;
+use crate::cluster::repair_ledger::RepairLedger;
 use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::hlc::Hlc;
@@ -31,6 +32,19 @@ use crate::storage::{Engine, Log};
 /// same outcome (keys handed over, or the error). Defined here, with the slot that holds it, so
 /// this state imports nothing of the cluster layer that drives it.
 pub type LeaveHandle = SharedFuture<BoxFuture<'static, std::result::Result<u64, Arc<Error>>>>;
+
+/// What a node keeps on disk (or in memory without a data directory), opened before the node
+/// starts.
+pub struct Stores {
+    /// The data engine.
+    pub engine: Arc<dyn Engine>,
+    /// The same engine as the durable `Log`, when the node has a data directory.
+    pub log: Option<Arc<Log>>,
+    /// Hints for replicas that missed writes.
+    pub hints: HintStore,
+    /// The repair ledger.
+    pub repairs: RepairLedger,
+}
 
 /// A snapshot of placement and liveness, cheap to clone for one request.
 #[derive(Debug)]
@@ -109,6 +123,8 @@ pub struct Shared {
     pub log: Option<Arc<Log>>,
     /// Hints for replicas that missed writes.
     pub hints: HintStore,
+    /// When the last repair of each token arc started (what tombstone collection waits for).
+    pub repairs: RepairLedger,
     /// The clock that stamps writes.
     pub hlc: Hlc,
     /// Peer connections.
@@ -155,9 +171,7 @@ impl Shared {
     /// Assembles the shared state.
     pub fn new(
         config: NodeConfig,
-        engine: Arc<dyn Engine>,
-        log: Option<Arc<Log>>,
-        hints: HintStore,
+        stores: Stores,
         hlc: Hlc,
         table: MemberTable,
         tls: Option<crate::tls::NodeTls>,
@@ -168,6 +182,12 @@ impl Shared {
             tls.as_ref().map(|t| t.peer_client.clone()),
             config.peer_source_ip,
         );
+        let Stores {
+            engine,
+            log,
+            hints,
+            repairs,
+        } = stores;
         let (stop, _) = watch::channel(false);
         let config_max_offset = config.max_clock_offset_ms;
         let admission = Admission::new(
@@ -182,6 +202,7 @@ impl Shared {
             engine,
             log,
             hints,
+            repairs,
             hlc,
             peers,
             counters: Counters::default(),

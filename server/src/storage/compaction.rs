@@ -1,5 +1,6 @@
 //! Compaction: rewriting sealed segments so that only records the index still points at
-//! survive, and tombstones (and expired values) older than the grace period go.
+//! survive, and tombstones (and expired values) older than the grace period go when the
+//! caller's [`super::CollectPolicy`] allows (the node's waits for a repair of their range).
 //!
 //! Steps, each leaving a state that recovers to every acknowledged write if the process or the
 //! machine stops right there:
@@ -61,7 +62,11 @@ impl Output {
 }
 
 /// Compacts every sealed segment; see the module documentation.
-pub(crate) fn compact(inner: &Inner, now_ms: u64) -> Result<(), StorageError> {
+pub(crate) fn compact(
+    inner: &Inner,
+    now_ms: u64,
+    policy: &dyn super::CollectPolicy,
+) -> Result<(), StorageError> {
     let _m = lock(&inner.maintenance);
     inner.commit.check()?;
     let active_id = {
@@ -99,13 +104,16 @@ pub(crate) fn compact(inner: &Inner, now_ms: u64) -> Result<(), StorageError> {
                 continue;
             }
             referenced += u64::from(loc.len);
-            let past_grace = if loc.tombstone {
-                loc.version.physical_ms().saturating_add(grace_ms) <= now_ms
+            let since_ms = if loc.tombstone {
+                Some(loc.version.physical_ms())
             } else {
-                loc.expires_at_ms != 0 && loc.expires_at_ms.saturating_add(grace_ms) <= now_ms
+                (loc.expires_at_ms != 0).then_some(loc.expires_at_ms)
             };
+            let collect = since_ms.is_some_and(|since| {
+                since.saturating_add(grace_ms) <= now_ms && policy.may_collect(key, since)
+            });
             let item = (key.to_string(), loc.clone());
-            if past_grace {
+            if collect {
                 dropped.push(item);
             } else {
                 keep.push(item);

@@ -189,8 +189,12 @@ impl Engine for Log {
         self.inner.sync_all()
     }
 
-    fn compact(&self, now_ms: u64) -> Result<(), StorageError> {
-        super::compaction::compact(&self.inner, now_ms)?;
+    fn compact_with(
+        &self,
+        now_ms: u64,
+        policy: &dyn super::CollectPolicy,
+    ) -> Result<(), StorageError> {
+        super::compaction::compact(&self.inner, now_ms, policy)?;
         self.inner.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

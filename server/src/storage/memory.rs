@@ -109,7 +109,11 @@ impl Engine for Memory {
         Ok(())
     }
 
-    fn compact(&self, _now_ms: u64) -> Result<(), StorageError> {
+    fn compact_with(
+        &self,
+        _now_ms: u64,
+        _policy: &dyn super::CollectPolicy,
+    ) -> Result<(), StorageError> {
         self.dead_bytes.store(0, Ordering::Relaxed);
         Ok(())
     }

@@ -26,6 +26,7 @@
 //! live data it copies; the server runs it when [`Log::compaction_due`] says so). A snapshot and
 //! a compaction each hold a copy of the affected index entries in memory while they run.
 
+mod collect;
 mod commit;
 mod compaction;
 mod config;
@@ -42,6 +43,7 @@ mod segment;
 mod simfs;
 mod snapshot;
 
+pub use collect::{AfterGrace, CollectPolicy};
 pub use config::{DEFAULT_TOMBSTONE_GRACE, FsyncPolicy, LogConfig, ParseFsyncPolicyError};
 pub use entry::{Applied, Entry};
 pub use error::StorageError;
@@ -111,8 +113,15 @@ pub trait Engine: Send + Sync + 'static {
     /// Makes everything applied so far durable, whatever the fsync policy.
     fn flush(&self) -> Result<(), StorageError>;
 
-    /// Rewrites sealed data keeping only live, newest entries (no-op for `Memory`).
-    fn compact(&self, now_ms: u64) -> Result<(), StorageError>;
+    /// Rewrites sealed data keeping only live, newest entries (no-op for `Memory`); every
+    /// tombstone and expired value past the grace period goes.
+    fn compact(&self, now_ms: u64) -> Result<(), StorageError> {
+        self.compact_with(now_ms, &AfterGrace)
+    }
+
+    /// [`Engine::compact`], dropping a tombstone or expired value past the grace period only
+    /// when `policy` allows it.
+    fn compact_with(&self, now_ms: u64, policy: &dyn CollectPolicy) -> Result<(), StorageError>;
 
     /// Writes a snapshot of the index so the next open need not replay everything (no-op for
     /// `Memory`).
