@@ -22,3 +22,4 @@ pub mod rebalance;
 pub mod removal;
 pub mod repair_ledger;
 pub mod restore;
+pub mod streaming;

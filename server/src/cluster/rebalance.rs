@@ -1,4 +1,5 @@
-//! Moving ranges when the ring changes: join, leave, and cleanup of keys a node no longer owns.
+//! Moving ranges when the ring changes: join, leave, and cleanup of keys a node no longer owns
+//! (the streams themselves are [`super::streaming`]'s).
 //!
 //! Join (a node started with `--join`):
 //! 1. exchange tables with a seed. If the cluster already knows this node as up (a restart),
@@ -30,27 +31,20 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use kvstore_proto::pb;
-use kvstore_proto::ring::{Arc as TokenArc, key_hash};
 
 use super::gossip::{announce_everywhere, exchange, merge_wire};
 use super::identity::Identity;
 use super::members::{Member, Status};
 use super::placement::Placement;
+use super::streaming::stream_from;
 use crate::error::{Error, Result};
 use crate::node::shared::{LeaveHandle, Periodic, Shared};
 use crate::replication::coordinator::send_to_replica;
-use crate::replication::replica::apply_streamed;
-use crate::replication::wire::{from_wire_entry, to_wire_entry};
-use crate::storage::Entry;
 
 /// How long a join or leave waits for every member to take its announcement.
 pub const ANNOUNCE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a join keeps trying its seeds.
 pub const SEED_DEADLINE: Duration = Duration::from_secs(30);
-/// Attempts per source when streaming a range in.
-pub const STREAM_ATTEMPTS: usize = 3;
-/// Entries per `EntryBatch` when streaming a range out.
-pub const STREAM_BATCH: usize = 256;
 /// Entries handed over concurrently by a leaving node.
 pub const HANDOFF_CONCURRENCY: usize = 256;
 
@@ -226,94 +220,6 @@ pub async fn join(shared: &Arc<Shared>) -> Result<()> {
     });
     if let Err(e) = announce_everywhere(shared, ANNOUNCE_DEADLINE).await {
         tracing::warn!(error = %e, "up announcement incomplete; gossip will finish it");
-    }
-    Ok(())
-}
-
-/// Streams `arcs` from `source`, retrying a broken stream; returns entries applied.
-pub(crate) async fn stream_from(
-    shared: &Arc<Shared>,
-    source: u32,
-    arcs: &[TokenArc],
-) -> Result<usize> {
-    let ranges: Vec<pb::TokenRange> = arcs
-        .iter()
-        .map(|a| pb::TokenRange {
-            start: a.start,
-            end: a.end,
-        })
-        .collect();
-    let mut last = String::new();
-    for attempt in 1..=STREAM_ATTEMPTS {
-        let Some(peer) = shared.peer(source) else {
-            return Err(membership(format!("node {source} has no address")));
-        };
-        let mut client = peer.client();
-        let result: std::result::Result<usize, String> = async {
-            let mut stream = client
-                .stream_range(pb::StreamRangeRequest {
-                    ranges: ranges.clone(),
-                })
-                .await
-                .map_err(|s| s.message().to_owned())?
-                .into_inner();
-            let mut applied = 0;
-            while let Some(batch) = stream.message().await.map_err(|s| s.message().to_owned())? {
-                let entries: Vec<(String, Entry)> = batch
-                    .entries
-                    .into_iter()
-                    .filter_map(|ke| Some((ke.key, from_wire_entry(ke.entry?))))
-                    .collect();
-                let s = shared.clone();
-                applied += tokio::task::spawn_blocking(move || apply_streamed(&s, entries))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(applied)
-        }
-        .await;
-        match result {
-            Ok(n) => return Ok(n),
-            Err(e) => {
-                tracing::debug!(source, attempt, error = %e, "range stream failed");
-                last = e;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
-    }
-    Err(membership(format!("streaming from node {source}: {last}")))
-}
-
-/// The entries this node stores whose keys hash into `arcs`, in batches (a blocking scan: run
-/// it on a blocking thread). `send` returns false when the receiver is gone.
-pub fn scan_ranges(
-    shared: &Shared,
-    arcs: &[TokenArc],
-    mut send: impl FnMut(pb::EntryBatch) -> bool,
-) -> std::result::Result<(), String> {
-    let mut batch = Vec::with_capacity(STREAM_BATCH);
-    for key in shared.engine.keys() {
-        if !Placement::token_in(arcs, key_hash(key.as_bytes())) {
-            continue;
-        }
-        let Some(entry) = shared.engine.get_entry(&key).map_err(|e| e.to_string())? else {
-            continue;
-        };
-        batch.push(pb::KeyedEntry {
-            key,
-            entry: Some(to_wire_entry(&entry)),
-        });
-        if batch.len() >= STREAM_BATCH
-            && !send(pb::EntryBatch {
-                entries: std::mem::take(&mut batch),
-            })
-        {
-            return Ok(());
-        }
-    }
-    if !batch.is_empty() {
-        send(pb::EntryBatch { entries: batch });
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! otherwise answer "no such key" for every key it lost, and at ONE that is a wrong answer).
 //!
 //! Every arc the node replicates in the current ring is streamed from the other owners of that
-//! arc that are live (`rebalance::stream_from`, the join's stream); an arc counts as
+//! arc that are live ([`stream_from`], the join's stream); an arc counts as
 //! restored once one of its other owners streamed it. Arcs none of whose owners could be
 //! reached are tried again every [`RETRY`], with a log line, until they are restored: the node
 //! never starts serving reads with a hole it knows of.
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use kvstore_proto::ring::Arc as TokenArc;
 
-use super::rebalance::stream_from;
+use super::streaming::stream_from;
 use crate::node::shared::Shared;
 
 /// Pause between two rounds when some arcs had no reachable owner.

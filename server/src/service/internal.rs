@@ -19,7 +19,7 @@ use super::status::{Op, to_status};
 use crate::cluster::gossip::merge_wire;
 use crate::cluster::identity::Identity;
 use crate::cluster::members::Member;
-use crate::cluster::{rebalance, removal};
+use crate::cluster::{rebalance, removal, streaming};
 use crate::error::Error;
 use crate::node::shared::Shared;
 use crate::replication::replica::{apply_may_sync, apply_writes};
@@ -289,7 +289,7 @@ impl NodeInternal for InternalService {
         tokio::task::spawn_blocking(move || {
             let err_tx = tx.clone();
             if let Err(e) =
-                rebalance::scan_ranges(&shared, &arcs, |b| tx.blocking_send(Ok(b)).is_ok())
+                streaming::scan_ranges(&shared, &arcs, |b| tx.blocking_send(Ok(b)).is_ok())
             {
                 let _ = err_tx.blocking_send(Err(internal(e)));
             }
