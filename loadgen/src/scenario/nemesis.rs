@@ -1,0 +1,1 @@
+//! The `[nemesis]` table (placeholder, filled in below).
