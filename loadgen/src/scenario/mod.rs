@@ -52,6 +52,10 @@ pub struct Scenario {
     /// The fault timeline, in any order (sorted by time when resolved).
     #[serde(default, rename = "fault", skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultSpec>,
+    /// A seeded random fault timeline instead of `[[fault]]` ([`nemesis`]); replaced by the
+    /// faults it draws when resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nemesis: Option<nemesis::NemesisSpec>,
 }
 
 /// The cluster under test: launched locally, or existing `endpoints`.
@@ -586,6 +590,21 @@ impl Scenario {
     /// `path` names the file in that error.
     pub fn resolve(mut self, fallback_seed: u64, path: &Path) -> Result<Self, LoadgenError> {
         let seed = *self.run.seed.get_or_insert(fallback_seed);
+        if let Some(n) = self.nemesis.take() {
+            // The drawn faults replace the table, so the resolved scenario replays this draw.
+            let draw_seed = n.seed.unwrap_or(seed);
+            self.faults = nemesis::expand(&nemesis::draw(&self, &n, draw_seed), draw_seed);
+            let note = format!(
+                "[[fault]] drawn by [nemesis] with seed {draw_seed} (mean interval {} s, \
+                 {}..{} s each, at most {} at once)",
+                n.mean_interval_s, n.duration_s[0], n.duration_s[1], n.max_concurrent
+            );
+            self.description = if self.description.is_empty() {
+                note
+            } else {
+                format!("{} ({note})", self.description)
+            };
+        }
         self.faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         let mut rng = SmallRng::seed_from_u64(seed ^ 0xfa17_fa17_fa17_fa17);
         let mut states = vec![NodeState::Up; self.cluster.node_count() as usize];

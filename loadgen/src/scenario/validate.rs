@@ -41,6 +41,9 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
             ),
         );
     }
+    if let Some(n) = &s.nemesis {
+        super::nemesis::validate(s, n)?;
+    }
     faults(s)
 }
 
