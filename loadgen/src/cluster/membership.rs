@@ -168,9 +168,9 @@ pub fn empty_dir(dir: &Path) -> Result<(u64, u64), String> {
 }
 
 /// Polls between samples of the hints settling.
-const SETTLE_POLL: Duration = Duration::from_secs(1);
+pub const SETTLE_POLL: Duration = Duration::from_secs(1);
 /// Consecutive samples with no hint replayed that count as settled.
-const SETTLED_SAMPLES: u32 = 5;
+pub const SETTLED_SAMPLES: u32 = 5;
 
 /// Waits until the live members' pending hints stop falling: [`SETTLED_SAMPLES`] samples in a
 /// row with the same total. Used instead of "no hints pending" when a node was replaced, whose
