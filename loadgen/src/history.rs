@@ -357,12 +357,15 @@ impl OpObserver for HistoryRecorder {
 
 /// Appends final reads of keys `keys` (by name): one per replica directly (`LocalRead`, which
 /// repairs nothing), then one through the cluster (which may start read repair). Bounded: each
-/// read has the client's deadline; failures are recorded as such.
+/// read has the client's deadline; failures are recorded as such. Replicas at the addresses
+/// `gone` (nodes a membership fault ended for good, still in the ring while the store has no
+/// removenode) are not read.
 pub async fn final_reads(
     rec: &HistoryRecorder,
     client: &Client,
     keys: impl Iterator<Item = String>,
     progress: &AtomicU64,
+    gone: &[String],
 ) -> Result<(), LoadgenError> {
     let client_id = u32::MAX;
     // A final read that returned nothing: failed, or timed out (unknown).
@@ -389,7 +392,7 @@ pub async fn final_reads(
                 "no ring known to find the replicas of {key}"
             )));
         }
-        for addr in replicas {
+        for addr in replicas.into_iter().filter(|a| !gone.contains(a)) {
             let t0 = Instant::now();
             let r =
                 tokio::time::timeout(Duration::from_secs(10), client.local_read(&addr, &key)).await;

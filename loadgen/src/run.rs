@@ -548,6 +548,16 @@ async fn finish_history(
             .map_err(|e| LoadgenError::History(format!("cannot heal the cluster: {e}")))?;
         h.clock_faults_healed(Instant::now());
     }
+    // The membership at the end of the run: nodes that left or were replaced are neither
+    // waited for nor read.
+    let (live, gone) = match cluster {
+        Some(Launched::Kv(c)) => {
+            let c = c.lock().unwrap_or_else(|p| p.into_inner());
+            (c.live_endpoints(), c.gone_endpoints())
+        }
+        _ => (endpoints.to_vec(), Vec::new()),
+    };
+    let endpoints = &live[..];
     let space = KeySpace::new(keys, &w.key_prefix);
     let progress = AtomicU64::new(0);
     let keys_iter = (0..keys).map(|i| space.key(i));
@@ -556,10 +566,23 @@ async fn finish_history(
             status.println(
                 "history: quiescing (faults healed, waiting for every member up and hints drained)",
             );
-            wait_formed(endpoints, QUIESCE_TIMEOUT, true, tls).await?;
+            if gone.is_empty() {
+                wait_formed(endpoints, QUIESCE_TIMEOUT, true, tls).await?;
+            } else {
+                // Hints for a replaced node never drain (it stays a down member): wait until
+                // the live members' hint counts stop falling instead.
+                wait_formed(endpoints, QUIESCE_TIMEOUT, false, tls).await?;
+                crate::cluster::membership::wait_hints_settled(endpoints, QUIESCE_TIMEOUT, tls)
+                    .await?;
+            }
             check_cancel(cancel)?;
+            // Route the final reads by the ring as it is now (joined nodes, left ones gone).
+            kv.client()
+                .ring()
+                .await
+                .map_err(|e| LoadgenError::History(format!("cannot fetch the final ring: {e}")))?;
             status.println(&format!("history: final reads of {keys} keys"));
-            final_reads(h, kv.client(), keys_iter, &progress).await?;
+            final_reads(h, kv.client(), keys_iter, &progress, &gone).await?;
         }
         peer => {
             status.println(

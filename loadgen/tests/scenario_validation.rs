@@ -433,3 +433,57 @@ fn disk_full_and_disk_free_pair_up_on_a_node_index() {
     assert_eq!(field, "fault[0].node", "{why}");
     assert!(why.contains("needs a node index"), "{why}");
 }
+
+fn with_faults(faults: &str) -> String {
+    format!("{BASE}\n{faults}")
+}
+
+#[test]
+fn membership_faults_are_checked_against_the_nodes_at_their_time() {
+    // The kind is required, and only membership actions take it.
+    let (field, why) = refuse(&with_faults("[[fault]]\nat_s = 1\naction = \"join\"\n"));
+    assert_eq!(field, "fault[0].kind");
+    assert!(why.contains("kind = \"membership\""), "{why}");
+    let (field, why) = refuse(&with_faults(
+        "[[fault]]\nat_s = 1\naction = \"kill\"\nnode = 0\nkind = \"membership\"\n",
+    ));
+    assert_eq!(field, "fault[0].action");
+    assert!(why.contains("join, leave, wipe or replace"), "{why}");
+    // A join takes the next index: naming another is refused.
+    let (field, why) = refuse(&with_faults(
+        "[[fault]]\nat_s = 1\naction = \"join\"\nkind = \"membership\"\nnode = 1\n",
+    ));
+    assert_eq!(field, "fault[0].node");
+    assert!(why.contains("next index (3)"), "{why}");
+    // A leave may not take the ring below N members.
+    let (field, why) = refuse(&with_faults(
+        "[[fault]]\nat_s = 1\naction = \"leave\"\nkind = \"membership\"\nnode = 1\n",
+    ));
+    assert_eq!(field, "fault[0].node");
+    assert!(why.contains("replication 3"), "{why}");
+    // A node that left is gone: a later kill of it is refused; a joined node can be killed.
+    let (field, why) = refuse(&with_faults(
+        "[[fault]]\nat_s = 1\naction = \"join\"\nkind = \"membership\"\n\
+         [[fault]]\nat_s = 2\naction = \"leave\"\nkind = \"membership\"\nnode = 1\n\
+         [[fault]]\nat_s = 3\naction = \"kill\"\nnode = 1\n",
+    ));
+    assert_eq!(field, "fault[2].node");
+    assert!(why.contains("it is gone"), "{why}");
+    let ok = with_faults(
+        "[[fault]]\nat_s = 1\naction = \"join\"\nkind = \"membership\"\n\
+         [[fault]]\nat_s = 2\naction = \"kill\"\nnode = 3\n\
+         [[fault]]\nat_s = 3\naction = \"restart\"\nnode = 3\n\
+         [[fault]]\nat_s = 4\naction = \"replace\"\nkind = \"membership\"\nnode = 0\n\
+         [[fault]]\nat_s = 5\naction = \"wipe\"\nkind = \"membership\"\nnode = 4\n",
+    );
+    let s = Scenario::parse(Path::new("ok.toml"), &ok).unwrap();
+    let r = s.resolve(1, Path::new("ok.toml")).unwrap();
+    assert_eq!(r.faults[0].node_index(), Some(3), "the join took index 3");
+    // Replacing a killed node is refused: replace kills an up one.
+    let (field, why) = refuse(&with_faults(
+        "[[fault]]\nat_s = 1\naction = \"kill\"\nnode = 0\n\
+         [[fault]]\nat_s = 2\naction = \"replace\"\nkind = \"membership\"\nnode = 0\n",
+    ));
+    assert_eq!(field, "fault[1].node");
+    assert!(why.contains("needs node 0 up"), "{why}");
+}

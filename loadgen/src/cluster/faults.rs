@@ -80,10 +80,10 @@ impl FaultLog {
             .map(|(i, s)| {
                 format!(
                     "{} n{i}",
-                    if *s == NodeState::Killed {
-                        "kill"
-                    } else {
-                        "pause"
+                    match s {
+                        NodeState::Killed => "kill",
+                        NodeState::Gone => "gone",
+                        _ => "pause",
                     }
                 )
             })
@@ -124,6 +124,18 @@ async fn apply(
     until: Option<Instant>,
 ) -> Result<Option<String>, String> {
     let action = f.action;
+    if action.is_membership() {
+        // Awaits the cluster (a join's ring, a leave's handoff): the lock is not held across.
+        return match target {
+            FaultTarget::Local(cluster) => super::membership::apply(cluster, action, node)
+                .await
+                .map(Some),
+            _ => Err(format!(
+                "{} needs loadgen's own kvstore nodes",
+                action.name()
+            )),
+        };
+    }
     match target {
         FaultTarget::Local(cluster) => {
             let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,6 +159,13 @@ async fn apply(
                     .map(Some),
                 FaultAction::DiskFull => c.fill_disk(node).map(Some),
                 FaultAction::DiskFree => c.free_disk(node).map(Some),
+                // Handled above, without the lock.
+                FaultAction::Join
+                | FaultAction::Leave
+                | FaultAction::Wipe
+                | FaultAction::Replace => {
+                    Err("membership faults are applied without the lock".into())
+                }
             }
         }
         FaultTarget::Peers(cluster) => {
@@ -266,8 +285,13 @@ async fn timeline(
                     .push((applied, f.clone(), node));
             } else {
                 let mut states = log.states.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(s) = states.get_mut(node as usize) {
+                if f.action == FaultAction::Join {
+                    states.push(NodeState::Up);
+                } else if let Some(s) = states.get_mut(node as usize) {
                     *s = NodeState::after(f.action);
+                }
+                if f.action == FaultAction::Replace {
+                    states.push(NodeState::Up);
                 }
             }
         }
@@ -279,7 +303,16 @@ async fn timeline(
                 action: f.action,
                 node,
                 error: result.err(),
-                until_s: f.until_s,
+                // A membership change lasts until it completed.
+                until_s: if f.action.is_membership() {
+                    Some(
+                        Instant::now()
+                            .saturating_duration_since(origin)
+                            .as_secs_f64(),
+                    )
+                } else {
+                    f.until_s
+                },
                 detail,
             });
     }

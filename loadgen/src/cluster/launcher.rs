@@ -337,6 +337,70 @@ impl LocalCluster {
             .collect()
     }
 
+    /// The addresses of the nodes that are still members (not left or replaced), in index
+    /// order: what the final phase reads and waits for.
+    pub fn live_endpoints(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.state != NodeState::Gone)
+            .map(|n| n.addr.clone())
+            .collect()
+    }
+
+    /// The addresses of the nodes that left or were replaced.
+    pub fn gone_endpoints(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Gone)
+            .map(|n| n.addr.clone())
+            .collect()
+    }
+
+    /// Node `i`'s address and data directory.
+    pub fn node_paths(&mut self, i: u32) -> Result<(String, PathBuf), String> {
+        let n = self.node(i)?;
+        Ok((n.addr.clone(), n.data_dir.clone()))
+    }
+
+    /// Adds a node of the next index (id = index + 1) on a fresh address and data directory
+    /// and starts it joining through every live member ([`super::membership`]). Returns its
+    /// index.
+    pub fn add_node(&mut self) -> Result<u32, String> {
+        let i = self.nodes.len();
+        let ip = match self.nodes.first() {
+            Some(n) => n
+                .addr
+                .rsplit_once(':')
+                .and_then(|(h, _)| h.parse().ok())
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+            None => std::net::Ipv4Addr::LOCALHOST,
+        };
+        let port = free_port(ip).map_err(|e| e.to_string())?;
+        let join: Vec<String> = self.live_endpoints();
+        self.nodes.push(Node {
+            addr: format!("{ip}:{port}"),
+            metrics: None,
+            data_dir: self._data.path().join(format!("node-{i}")),
+            process: None,
+            state: NodeState::Up,
+            clock: None,
+            disk: None,
+        });
+        self.spawn(i, join).map_err(|e| e.to_string())?;
+        Ok(i as u32)
+    }
+
+    /// Reaps node `i` once its process has ended by itself (a finished leave), or SIGKILLs it
+    /// (a replace), and marks it gone for the rest of the run.
+    pub fn retire(&mut self, i: u32) -> Result<(), String> {
+        let n = self.node(i)?;
+        if let Some(mut p) = n.process.take() {
+            p.kill();
+        }
+        n.state = NodeState::Gone;
+        Ok(())
+    }
+
     /// Every node's state as loadgen left it.
     pub fn states(&self) -> Vec<NodeState> {
         self.nodes.iter().map(|n| n.state).collect()
@@ -369,7 +433,7 @@ impl LocalCluster {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(j, _)| *j != i as usize)
+            .filter(|(j, n)| *j != i as usize && n.state != NodeState::Gone)
             .map(|(_, n)| n.addr.clone())
             .collect();
         self.spawn(i as usize, join).map_err(|e| e.to_string())
@@ -384,7 +448,7 @@ impl LocalCluster {
                     .map_err(|e| format!("cannot SIGKILL node at {}: {e}", n.addr))?;
             }
         }
-        for n in &mut self.nodes {
+        for n in self.nodes.iter_mut().filter(|n| n.state != NodeState::Gone) {
             if let Some(mut p) = n.process.take() {
                 p.kill();
             }
@@ -396,7 +460,8 @@ impl LocalCluster {
     /// Starts every killed node again, each on its address and data directory.
     pub fn restart_all(&mut self) -> Result<(), String> {
         for i in 0..self.nodes.len() as u32 {
-            if self.nodes[i as usize].process.is_none() {
+            let n = &self.nodes[i as usize];
+            if n.process.is_none() && n.state != NodeState::Gone {
                 self.restart(i)?;
             }
         }
@@ -507,7 +572,7 @@ impl LocalCluster {
             match self.nodes[i as usize].state {
                 NodeState::Paused => self.resume(i)?,
                 NodeState::Killed => self.restart(i)?,
-                NodeState::Up => {}
+                NodeState::Up | NodeState::Gone => {}
             }
         }
         Ok(())

@@ -333,7 +333,7 @@ impl PeerCluster {
             match self.members[i as usize].state {
                 NodeState::Paused => self.resume(i)?,
                 NodeState::Killed => self.restart(i)?,
-                NodeState::Up => {}
+                NodeState::Up | NodeState::Gone => {}
             }
         }
         Ok(())

@@ -123,6 +123,12 @@ pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f6
                 }
             }
             FaultAction::Bump | FaultAction::Strobe | FaultAction::Drift | FaultAction::Reset => {}
+            // From the start of the change until it completed (`until_s`: the ring lists the
+            // joined node up, the leaving node's process ended, the wiped node runs again):
+            // recovery counts from its completion.
+            FaultAction::Join | FaultAction::Leave | FaultAction::Wipe | FaultAction::Replace => {
+                out.push((e.action, e.node, e.at_s, Some(e.until_s.unwrap_or(e.at_s))))
+            }
         }
     }
     out.sort_by(|a, b| a.2.total_cmp(&b.2));
@@ -185,6 +191,7 @@ pub fn compute(m: &Measurements, events: &[FaultEvent], measured_seconds: u64) -
                 FaultAction::DiskFull => "disk_free",
                 a if a.is_damage() => "restart",
                 a if a.is_clock() => "reset",
+                a if a.is_membership() => "done",
                 _ => "resume",
             };
             Phase {

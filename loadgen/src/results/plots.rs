@@ -52,6 +52,9 @@ fn shade_color(a: FaultAction) -> RGBAColor {
         | FaultAction::DeleteSnapshot
         | FaultAction::DeleteHints => RGBColor(120, 60, 160).mix(0.2),
         FaultAction::DiskFull | FaultAction::DiskFree => RGBColor(0, 150, 110).mix(0.2),
+        FaultAction::Join | FaultAction::Leave | FaultAction::Wipe | FaultAction::Replace => {
+            RGBColor(90, 90, 90).mix(0.2)
+        }
     }
 }
 

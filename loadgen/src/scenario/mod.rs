@@ -16,6 +16,8 @@
 
 mod clock_faults;
 mod invalid;
+mod membership;
+pub mod nemesis;
 mod validate;
 mod value_size;
 
@@ -50,6 +52,10 @@ pub struct Scenario {
     /// The fault timeline, in any order (sorted by time when resolved).
     #[serde(default, rename = "fault", skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultSpec>,
+    /// A seeded random fault timeline instead of `[[fault]]` ([`nemesis`]); replaced by the
+    /// faults it draws when resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nemesis: Option<nemesis::NemesisSpec>,
 }
 
 /// The cluster under test: launched locally, or existing `endpoints`.
@@ -386,6 +392,18 @@ pub enum FaultAction {
     /// Disk: free what `disk_full` took.
     #[serde(rename = "disk_free")]
     DiskFree,
+    /// Membership (`kind = "membership"`): a new node (the next index, a fresh id and
+    /// address) joins the running cluster; the timeline goes on once it serves its ranges.
+    Join,
+    /// Membership: the node leaves gracefully (hands its ranges over, as `kv leave` does) and
+    /// its process ends. It is gone for the rest of the run.
+    Leave,
+    /// Membership: kill the node, wipe its data directory, start it again with the same id
+    /// and address (a replaced disk).
+    Wipe,
+    /// Membership: kill the node for good and start a new node (the next index, a fresh id)
+    /// in its place. The old id stays in the ring as a down member (no removenode yet).
+    Replace,
 }
 
 impl FaultAction {
@@ -408,7 +426,21 @@ impl FaultAction {
             Self::DeleteHints => "delete_hints",
             Self::DiskFull => "disk_full",
             Self::DiskFree => "disk_free",
+            Self::Join => "join",
+            Self::Leave => "leave",
+            Self::Wipe => "wipe",
+            Self::Replace => "replace",
         }
+    }
+
+    /// True for the membership actions (`kind = "membership"`): join, leave, wipe, replace.
+    pub fn is_membership(self) -> bool {
+        matches!(self, Self::Join | Self::Leave | Self::Wipe | Self::Replace)
+    }
+
+    /// True for the actions that start a node of a new index (join, replace).
+    pub fn adds_node(self) -> bool {
+        matches!(self, Self::Join | Self::Replace)
     }
 
     /// True for the disk actions (`kind = "disk"`): the damage ones and disk_full/disk_free.
@@ -448,6 +480,8 @@ pub enum FaultKind {
     /// delete_snapshot, delete_hints), or the filesystem of a running one (disk_full,
     /// disk_free).
     Disk,
+    /// The cluster's membership (join, leave, wipe, replace).
+    Membership,
 }
 
 /// Which node a fault hits.
@@ -556,6 +590,21 @@ impl Scenario {
     /// `path` names the file in that error.
     pub fn resolve(mut self, fallback_seed: u64, path: &Path) -> Result<Self, LoadgenError> {
         let seed = *self.run.seed.get_or_insert(fallback_seed);
+        if let Some(n) = self.nemesis.take() {
+            // The drawn faults replace the table, so the resolved scenario replays this draw.
+            let draw_seed = n.seed.unwrap_or(seed);
+            self.faults = nemesis::expand(&nemesis::draw(&self, &n, draw_seed), draw_seed);
+            let note = format!(
+                "[[fault]] drawn by [nemesis] with seed {draw_seed} (mean interval {} s, \
+                 {}..{} s each, at most {} at once)",
+                n.mean_interval_s, n.duration_s[0], n.duration_s[1], n.max_concurrent
+            );
+            self.description = if self.description.is_empty() {
+                note
+            } else {
+                format!("{} ({note})", self.description)
+            };
+        }
         self.faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         let mut rng = SmallRng::seed_from_u64(seed ^ 0xfa17_fa17_fa17_fa17);
         let mut states = vec![NodeState::Up; self.cluster.node_count() as usize];
@@ -563,8 +612,16 @@ impl Scenario {
             if fault.action.is_clock() {
                 // Any node's clock can be moved, whatever its process state.
                 if let NodeSelector::Named(NodeKeyword::Random) = fault.node {
-                    fault.node = NodeSelector::Index(rng.random_range(0..states.len() as u32));
+                    // Only launched nodes run under libfaketime.
+                    let launched = self.cluster.node_count();
+                    fault.node = NodeSelector::Index(rng.random_range(0..launched));
                 }
+                continue;
+            }
+            if fault.action == FaultAction::Join {
+                // The new node takes the next index.
+                fault.node = NodeSelector::Index(states.len() as u32);
+                states.push(NodeState::Up);
                 continue;
             }
             if let NodeSelector::Named(NodeKeyword::Random) = fault.node {
@@ -577,6 +634,9 @@ impl Scenario {
             }
             if let Some(i) = fault.node_index() {
                 states[i as usize] = NodeState::after(fault.action);
+            }
+            if fault.action.adds_node() {
+                states.push(NodeState::Up);
             }
         }
         validate::validate(&self).map_err(|(field, why)| LoadgenError::Scenario {
@@ -641,6 +701,8 @@ pub enum NodeState {
     Killed,
     /// Paused, not resumed yet.
     Paused,
+    /// Left the cluster, or replaced: no process, for the rest of the run.
+    Gone,
 }
 
 impl NodeState {
@@ -665,6 +727,7 @@ impl NodeState {
             FaultAction::Pause => Self::Paused,
             // Damage leaves the node stopped: a later restart finds it.
             a if a.is_damage() => Self::Killed,
+            FaultAction::Leave | FaultAction::Replace => Self::Gone,
             // Restart, resume, crash_all, disk_full / disk_free and the clock actions.
             _ => Self::Up,
         }
@@ -676,6 +739,7 @@ impl NodeState {
             Self::Up => "up",
             Self::Killed => "KILLED",
             Self::Paused => "PAUSED",
+            Self::Gone => "GONE",
         }
     }
 }

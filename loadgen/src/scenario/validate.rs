@@ -41,6 +41,9 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
             ),
         );
     }
+    if let Some(n) = &s.nemesis {
+        super::nemesis::validate(s, n)?;
+    }
     faults(s)
 }
 
@@ -360,6 +363,10 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
             // A clock fault: checked there; it leaves the node's process state alone.
             continue;
         }
+        if super::membership::validate(s, f, &field, &mut states)? {
+            // A membership fault: checked and applied to the states there.
+            continue;
+        }
         let disk_kind = f.kind == Some(FaultKind::Disk);
         if f.action.is_disk() != disk_kind {
             return bad(
@@ -423,7 +430,10 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
             if !s.cluster.is_local() {
                 return bad(&field("action"), "crash_all needs loadgen's own nodes");
             }
-            if let Some(n) = states.iter().position(|st| *st != NodeState::Up) {
+            if let Some(n) = states
+                .iter()
+                .position(|st| !matches!(st, NodeState::Up | NodeState::Gone))
+            {
                 return bad(
                     &field("at_s"),
                     format!(
@@ -447,10 +457,10 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
         }
         let want = NodeState::eligible_for(f.action);
         let target = match f.node {
-            NodeSelector::Index(n) if n >= nodes => {
+            NodeSelector::Index(n) if n as usize >= states.len() => {
                 return bad(
                     &field("node"),
-                    format!("node {n} does not exist ({nodes} nodes)"),
+                    format!("node {n} does not exist ({} nodes)", states.len()),
                 );
             }
             NodeSelector::Index(n) => {
