@@ -15,9 +15,26 @@ use kvstore_proto::pb;
 use kvstore_proto::pb::Consistency::{All, One, Quorum};
 use kvstore_server::metrics::text::{Sample, parse};
 
+/// A free port for a metrics listener that a restarted node binds again. Taken below the
+/// kernel's ephemeral range: a port from `bind(:0)` is an ephemeral one, and once its node is
+/// killed any outgoing connection of the (busy) machine may take it as its source port before
+/// the restart binds it again ("Address already in use", seen under load).
 fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = u32::from(low.saturating_sub(10_000)).max(1);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(7919, std::sync::atomic::Ordering::Relaxed);
+        let port = 10_000 + (seed.wrapping_add(n) % span) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().unwrap().to_string();
+        }
+    }
+    panic!("no free port below the ephemeral range ({low})");
 }
 
 /// `GET /metrics` (blocking; tiny), returning the parsed samples.
