@@ -67,7 +67,7 @@ async fn join_wipe_leave_and_replace_each_change_the_cluster() {
         .await
         .unwrap();
 
-    // Wipe node 1: it held every key (N = 3 of 3 when written); after the wipe it holds none.
+    // Wipe node 1: it held every key (N = 3 of 3 when written); it restarts on nothing.
     let node1 = cluster.lock().unwrap().node_paths(1).unwrap().0;
     for i in 0..KEYS {
         let r = client.local_read(&node1, &format!("k{i}")).await.unwrap();
@@ -80,13 +80,9 @@ async fn join_wipe_leave_and_replace_each_change_the_cluster() {
     wait_formed(&live(&cluster), DEADLINE, false, None)
         .await
         .unwrap();
-    for i in 0..KEYS {
-        let r = client.local_read(&node1, &format!("k{i}")).await.unwrap();
-        assert!(
-            !r.found,
-            "k{i} still on node 1 after its data directory was wiped"
-        );
-    }
+    // The directory was empty at the restart (checked by the fault, above). The node then
+    // restores its ranges from the other replicas before answering reads; that each key is back
+    // is the server's cluster_replace_disk test's to say.
 
     // Leave node 3 (id 4): its process ends, the ring lists it left.
     let done = membership::apply(&cluster, FaultAction::Leave, 3)
