@@ -17,15 +17,6 @@ use kvstore_proto::pb::Consistency::{All, Quorum};
 const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 const HOUR_MS: u64 = 3_600_000;
 
-async fn status(addr: &str) -> pb::NodeStatusResponse {
-    internal(addr)
-        .await
-        .node_status(pb::NodeStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -8,15 +8,6 @@ use kvstore_proto::pb;
 use kvstore_proto::pb::Consistency::{All, Quorum};
 use tonic::Code;
 
-async fn status(addr: &str) -> pb::NodeStatusResponse {
-    internal(addr)
-        .await
-        .node_status(pb::NodeStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_one_node_then_heal_it() {
     let dir = tempfile::tempdir().unwrap();

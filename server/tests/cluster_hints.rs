@@ -10,15 +10,6 @@ use cluster_support::*;
 use kvstore_proto::pb;
 use kvstore_proto::pb::Consistency::Quorum;
 
-async fn status(addr: &str) -> pb::NodeStatusResponse {
-    internal(addr)
-        .await
-        .node_status(pb::NodeStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hints_older_than_the_window_are_dropped_not_replayed() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,15 +11,6 @@ use kvstore_proto::pb::Consistency::{All, One};
 
 const KEYS: usize = 300;
 
-async fn status(addr: &str) -> pb::NodeStatusResponse {
-    internal(addr)
-        .await
-        .node_status(pb::NodeStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_node_has_every_key_back_before_it_answers_reads() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,9 +22,15 @@ pub fn save(path: &Path, members: &[Member]) -> std::io::Result<()> {
             m.heartbeat
         ));
     }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old or the new file: a temporary file,
+/// fsynced, renamed into place, the directory fsynced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
+    f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {

@@ -16,7 +16,6 @@
 //! collect nothing for a day, nor remember one that never finished.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -109,15 +108,7 @@ impl RepairLedger {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        super::persist::write_atomic(path, text.as_bytes())
     }
 
     /// Whether a repair covering `token` started after `since_ms`.

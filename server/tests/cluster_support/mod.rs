@@ -168,6 +168,16 @@ pub async fn get(
     .map(|r| r.into_inner())
 }
 
+/// NodeStatus of the node at `addr`.
+pub async fn status(addr: &str) -> pb::NodeStatusResponse {
+    internal(addr)
+        .await
+        .node_status(pb::NodeStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The `kv-outcome` metadata of a status.
 pub fn outcome(s: &tonic::Status) -> String {
     s.metadata()
