@@ -28,6 +28,7 @@ mod error;
 pub mod generator;
 pub mod history;
 pub mod measure;
+pub mod netns;
 mod plot_style;
 pub mod resources;
 pub mod results;

@@ -160,6 +160,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             target,
             duration,
         } => {
+            // Partitions need a network namespace of the run's own: run again inside one.
+            if !loadgen::netns::inside()
+                && loadgen::scenario::Scenario::load(&scenario)
+                    .is_ok_and(|s| loadgen::netns::needs_namespace(&s))
+            {
+                let code = loadgen::netns::reexec().map_err(anyhow::Error::msg)?;
+                return Ok(ExitCode::from(code));
+            }
             let exe = std::env::current_exe().context("cannot find loadgen's own executable")?;
             let tls = match (&ca, &cert) {
                 (Some(ca), _) => Some(kvstore_client::ClientTls::from_files(

@@ -169,13 +169,31 @@ pub async fn run(opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcom
             .collect();
         small.sort_unstable();
         small.dedup();
-        let c = LocalCluster::start_for_faults(
-            &scenario.cluster,
-            program,
-            &dir.join("nodes"),
-            &faked,
-            &small,
-        )?;
+        let c = if crate::netns::needs_namespace(&scenario) {
+            if !crate::netns::inside() {
+                return Err(LoadgenError::Cluster(
+                    "this scenario cuts links between nodes: it runs inside a network namespace \
+                     of its own, which `loadgen run` enters (root, unshare and iptables needed)"
+                        .into(),
+                ));
+            }
+            LocalCluster::start_partitioned(
+                &scenario.cluster,
+                program,
+                &dir.join("nodes"),
+                &faked,
+                &small,
+                scenario.shapes_links(),
+            )?
+        } else {
+            LocalCluster::start_for_faults(
+                &scenario.cluster,
+                program,
+                &dir.join("nodes"),
+                &faked,
+                &small,
+            )?
+        };
         let endpoints = c.endpoints();
         status.println(&format!(
             "cluster: {} nodes at {}",

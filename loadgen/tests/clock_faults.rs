@@ -25,6 +25,11 @@ fn clock_fault(action: FaultAction, delta_ms: Option<i64>) -> FaultSpec {
         period_ms: None,
         rate: None,
         until_s: None,
+        to: None,
+        probability: None,
+        delay_ms: None,
+        jitter_ms: None,
+        bytes_per_sec: None,
     }
 }
 

@@ -261,6 +261,11 @@ mod tests {
             period_ms: None,
             rate: None,
             until_s: None,
+            to: None,
+            probability: None,
+            delay_ms: None,
+            jitter_ms: None,
+            bytes_per_sec: None,
         }
     }
 

@@ -103,6 +103,24 @@ impl FaultLog {
                 }
             }
         }
+        // The last partition, unless healed.
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = events
+            .iter()
+            .rev()
+            .find(|e| e.action.is_partition() && e.error.is_none())
+            && e.action != FaultAction::Heal
+        {
+            in_force.push(format!("partition {}", e.action.name()));
+        }
+        if let Some(e) = events
+            .iter()
+            .rev()
+            .find(|e| e.action.is_link() && e.error.is_none())
+            && e.action == FaultAction::Loss
+        {
+            in_force.push(format!("link loss n{}", e.node));
+        }
         format!(
             "{} | fault: {}",
             nodes.join(" "),
@@ -166,6 +184,9 @@ async fn apply(
                 | FaultAction::Replace => {
                     Err("membership faults are applied without the lock".into())
                 }
+                a if a.is_partition() => c.partition(f).map(Some),
+                a if a.is_link() => c.link(f).map(Some),
+                _ => unreachable!("every action is matched above"),
             }
         }
         FaultTarget::Peers(cluster) => {
@@ -246,10 +267,42 @@ pub async fn run_timeline(
         }
         _ => None,
     };
-    timeline(faults, &target, origin, &log, &cancel).await;
+    timeline(with_heals(faults), &target, origin, &log, &cancel).await;
     if let Some(t) = ticker {
         let _ = t.await;
     }
+}
+
+/// `faults` with a partition heal (a link restore) at the `until_s` of each partition (link
+/// loss) that has one (validation leaves at most one of each in force at a time), sorted by
+/// time, the ends first at equal times.
+fn with_heals(mut faults: Vec<FaultSpec>) -> Vec<FaultSpec> {
+    let heals: Vec<FaultSpec> = faults
+        .iter()
+        .filter(|f| f.action.is_partition() || f.action.is_link())
+        .filter_map(|f| {
+            Some(FaultSpec {
+                at_s: f.until_s?,
+                action: if f.action.is_link() {
+                    FaultAction::Restore
+                } else {
+                    FaultAction::Heal
+                },
+                until_s: None,
+                to: None,
+                probability: None,
+                delay_ms: None,
+                jitter_ms: None,
+                bytes_per_sec: None,
+                node: crate::scenario::NodeSelector::Named(crate::scenario::NodeKeyword::All),
+                ..f.clone()
+            })
+        })
+        .collect();
+    faults.extend(heals);
+    let ends = |f: &FaultSpec| matches!(f.action, FaultAction::Heal | FaultAction::Restore);
+    faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s).then(ends(b).cmp(&ends(a))));
+    faults
 }
 
 async fn timeline(
@@ -278,7 +331,9 @@ async fn timeline(
             _ => detail(&f),
         };
         if result.is_ok() {
-            if f.action.is_clock() {
+            if f.action.is_partition() || f.action.is_link() {
+                // Processes untouched: node states stay as they are.
+            } else if f.action.is_clock() {
                 log.clock_faults
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -315,5 +370,50 @@ async fn timeline(
                 },
                 detail,
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{FaultKind, NodeKeyword, NodeSelector};
+
+    fn cut(at_s: f64, action: FaultAction, until_s: Option<f64>) -> FaultSpec {
+        FaultSpec {
+            at_s,
+            action,
+            node: NodeSelector::Index(2),
+            kind: Some(FaultKind::Partition),
+            delta_ms: None,
+            period_ms: None,
+            rate: None,
+            until_s,
+            to: None,
+            probability: None,
+            delay_ms: None,
+            jitter_ms: None,
+            bytes_per_sec: None,
+        }
+    }
+
+    #[test]
+    fn a_partition_with_until_s_is_healed_then_before_the_next_cut() {
+        let faults = with_heals(vec![
+            cut(1.0, FaultAction::Isolate, Some(4.0)),
+            cut(4.0, FaultAction::Halves, None),
+            cut(6.0, FaultAction::Heal, None),
+        ]);
+        let seen: Vec<(f64, FaultAction)> = faults.iter().map(|f| (f.at_s, f.action)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1.0, FaultAction::Isolate),
+                (4.0, FaultAction::Heal),
+                (4.0, FaultAction::Halves),
+                (6.0, FaultAction::Heal),
+            ]
+        );
+        assert_eq!(faults[1].node, NodeSelector::Named(NodeKeyword::All));
+        assert_eq!(faults[1].until_s, None);
     }
 }

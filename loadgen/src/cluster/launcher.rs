@@ -12,6 +12,7 @@
 //! Not here: deciding when to fault (the timeline) or judging the cluster's health beyond
 //! "every node lists every member up".
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ use kvstore_client::{Client, ClientConfig, ClientTls, ConsistencyLevel, pb};
 use kvstore_server::process::ChildProcess;
 
 use super::clock::{ClockProgram, NodeClock, faketime_env};
+use super::link_proxy::{LinkProxy, LinkShape};
+use super::partition::{self, Firewall};
 use super::small_disk::{SMALL_DISK_MIB, SmallDisk};
 use crate::scenario::{FaultAction, FaultSpec};
 
@@ -81,9 +84,19 @@ pub struct LocalCluster {
     log_dir: PathBuf,
     /// Certificates of a TLS cluster (`[cluster] tls = true`), under the data directory.
     certs: Option<PathBuf>,
+    /// The partition rules, for a cluster started by [`Self::start_partitioned`].
+    firewall: Option<Firewall>,
+    /// One shaping proxy per directed link `(from, to)` between launched nodes, for a cluster
+    /// started with `shape_links` (a run with `slow` link faults); at full speed until one.
+    links: BTreeMap<(usize, usize), LinkProxy>,
     // Removed on drop, after the processes (fields drop in order: nodes first).
     _data: tempfile::TempDir,
 }
+
+/// The address link proxies connect to nodes from: a loopback address no node has and no
+/// steering or drop rule names, so a proxy's own connections are neither steered back to it nor
+/// cut.
+const PROXY_SOURCE: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
 fn free_port(ip: std::net::Ipv4Addr) -> Result<u16, LoadgenError> {
     let l = TcpListener::bind((ip, 0))
@@ -101,7 +114,7 @@ impl LocalCluster {
         program: ServerProgram,
         log_dir: &Path,
     ) -> Result<Self, LoadgenError> {
-        Self::start_with(spec, program, log_dir, false, &[], &[])
+        Self::start_with(spec, program, log_dir, None, &[], &[])
     }
 
     /// [`start`](Self::start), each node on its own loopback address
@@ -111,7 +124,7 @@ impl LocalCluster {
         program: ServerProgram,
         log_dir: &Path,
     ) -> Result<Self, LoadgenError> {
-        Self::start_with(spec, program, log_dir, true, &[], &[])
+        Self::start_with(spec, program, log_dir, Some((None, false)), &[], &[])
     }
 
     /// Like [`Self::start`], with the nodes of index `faked_clocks` under libfaketime (their
@@ -123,7 +136,7 @@ impl LocalCluster {
         log_dir: &Path,
         faked_clocks: &[u32],
     ) -> Result<Self, LoadgenError> {
-        Self::start_with(spec, program, log_dir, false, faked_clocks, &[])
+        Self::start_with(spec, program, log_dir, None, faked_clocks, &[])
     }
 
     /// [`start_with_clocks`](Self::start_with_clocks), and nodes `small_disks` keep their data
@@ -135,17 +148,52 @@ impl LocalCluster {
         faked_clocks: &[u32],
         small_disks: &[u32],
     ) -> Result<Self, LoadgenError> {
-        Self::start_with(spec, program, log_dir, false, faked_clocks, small_disks)
+        Self::start_with(spec, program, log_dir, None, faked_clocks, small_disks)
     }
 
+    /// [`start_for_faults`](Self::start_for_faults), each node on its own loopback address, with
+    /// the (empty) partition chain installed so that [`Self::partition`] can cut links. Call
+    /// only inside the run's private network namespace (loadgen's `netns` module): the rules would
+    /// otherwise apply to the whole machine.
+    ///
+    /// With `shape_links`, every connection a node opens to another goes through a proxy of
+    /// that directed link ([`super::link_proxy`], steered by an iptables nat rule installed
+    /// before the nodes start), so that [`Self::link`] can slow it. Must be called inside a
+    /// tokio runtime (the proxies are its tasks).
+    pub fn start_partitioned(
+        spec: &ClusterSpec,
+        program: ServerProgram,
+        log_dir: &Path,
+        faked_clocks: &[u32],
+        small_disks: &[u32],
+        shape_links: bool,
+    ) -> Result<Self, LoadgenError> {
+        let firewall = Firewall::install().map_err(LoadgenError::Cluster)?;
+        Self::start_with(
+            spec,
+            program,
+            log_dir,
+            Some((Some(firewall), shape_links)),
+            faked_clocks,
+            small_disks,
+        )
+    }
+
+    /// `partitionable`: each node on its own loopback address, with the firewall (when one is
+    /// installed) and whether to shape links.
     fn start_with(
         spec: &ClusterSpec,
         program: ServerProgram,
         log_dir: &Path,
-        own_addresses: bool,
+        partitionable: Option<(Option<Firewall>, bool)>,
         faked_clocks: &[u32],
         small_disks: &[u32],
     ) -> Result<Self, LoadgenError> {
+        let own_addresses = partitionable.is_some();
+        let (firewall, shape_links) = match partitionable {
+            Some((fw, shape)) => (fw, shape),
+            None => (None, false),
+        };
         std::fs::create_dir_all(log_dir).map_err(|e| {
             LoadgenError::Cluster(format!("cannot create {}: {e}", log_dir.display()))
         })?;
@@ -207,8 +255,13 @@ impl LocalCluster {
             spec: spec.clone(),
             log_dir: log_dir.to_path_buf(),
             certs,
+            firewall,
+            links: BTreeMap::new(),
             _data: data,
         };
+        if shape_links {
+            cluster.install_link_proxies()?;
+        }
         for i in 0..cluster.nodes.len() {
             // The first node founds the cluster; the others join through it.
             let join = if i == 0 {
@@ -367,13 +420,16 @@ impl LocalCluster {
     /// index.
     pub fn add_node(&mut self) -> Result<u32, String> {
         let i = self.nodes.len();
-        let ip = match self.nodes.first() {
-            Some(n) => n
-                .addr
-                .rsplit_once(':')
-                .and_then(|(h, _)| h.parse().ok())
-                .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
-            None => std::net::Ipv4Addr::LOCALHOST,
+        // A partitionable cluster gives every node its own loopback address (the partition
+        // rules name them); otherwise every node is on 127.0.0.1.
+        let own_addresses = self
+            .nodes
+            .first()
+            .is_some_and(|n| n.addr.rsplit_once(':').map(|(h, _)| h) != Some("127.0.0.1"));
+        let ip = if own_addresses {
+            super::partition::node_ip(i)
+        } else {
+            std::net::Ipv4Addr::LOCALHOST
         };
         let port = free_port(ip).map_err(|e| e.to_string())?;
         let join: Vec<String> = self.live_endpoints();
@@ -558,6 +614,13 @@ impl LocalCluster {
     /// Heals every fault: resumes paused nodes, restarts killed ones, sets every clock back to
     /// true time, frees every filled disk.
     pub fn heal(&mut self) -> Result<(), String> {
+        if let Some(fw) = &self.firewall {
+            fw.heal()?;
+            fw.restore()?;
+        }
+        for proxy in self.links.values() {
+            proxy.set_shape(LinkShape::FULL_SPEED);
+        }
         for d in self.nodes.iter().filter_map(|n| n.disk.as_ref()) {
             if d.is_full() {
                 d.free()?;
@@ -573,6 +636,102 @@ impl LocalCluster {
                 NodeState::Paused => self.resume(i)?,
                 NodeState::Killed => self.restart(i)?,
                 NodeState::Up | NodeState::Gone => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies partition fault `f` (isolate, halves, bridge, one_way, ring, heal), replacing
+    /// the cut in force; says which directed links it cut, for `faults.csv`.
+    pub fn partition(&mut self, f: &FaultSpec) -> Result<String, String> {
+        let fw = self.firewall.as_ref().ok_or_else(|| {
+            "partition faults need a cluster started partitioned (in a network namespace)"
+                .to_string()
+        })?;
+        let Some(shape) = partition::shape_of(f) else {
+            fw.heal()?;
+            return Ok("healed".into());
+        };
+        let links = partition::cut_links(&shape, self.nodes.len());
+        fw.cut(&links)?;
+        Ok(partition::describe(&links))
+    }
+
+    /// Applies link fault `f` (loss on the directed link `node` -> `to`, or restore); says
+    /// what it did, for `faults.csv`.
+    pub fn link(&mut self, f: &FaultSpec) -> Result<String, String> {
+        let fw = self.firewall.as_ref().ok_or_else(|| {
+            "link faults need a cluster started partitioned (in a network namespace)".to_string()
+        })?;
+        match (f.action, f.node_index(), f.to, f.probability) {
+            (FaultAction::Loss, Some(from), Some(to), Some(p)) => {
+                fw.lose(from as usize, to as usize, p)?;
+                Ok(format!("link {from}->{to};probability={p}"))
+            }
+            (FaultAction::Slow, Some(from), Some(to), _) => {
+                let proxy = self
+                    .links
+                    .get(&(from as usize, to as usize))
+                    .ok_or_else(|| {
+                        format!("link {from}->{to} has no proxy (the run did not shape links)")
+                    })?;
+                let shape = LinkShape {
+                    delay: Duration::from_millis(f.delay_ms.unwrap_or(0)),
+                    jitter: Duration::from_millis(f.jitter_ms.unwrap_or(0)),
+                    bytes_per_sec: f.bytes_per_sec,
+                };
+                proxy.set_shape(shape);
+                let mut d = format!("link {from}->{to};delay_ms={}", shape.delay.as_millis());
+                if !shape.jitter.is_zero() {
+                    d.push_str(&format!(";jitter_ms={}", shape.jitter.as_millis()));
+                }
+                if let Some(b) = shape.bytes_per_sec {
+                    d.push_str(&format!(";bytes_per_sec={b}"));
+                }
+                d.push_str(&format!(";bytes_so_far={}", proxy.bytes()));
+                Ok(d)
+            }
+            _ => {
+                let lost = fw.lost_packets().unwrap_or(0);
+                fw.restore()?;
+                let mut slowed = Vec::new();
+                for ((from, to), proxy) in &self.links {
+                    if proxy.shape() != LinkShape::FULL_SPEED {
+                        proxy.set_shape(LinkShape::FULL_SPEED);
+                        slowed.push(format!("{from}->{to}:bytes={}", proxy.bytes()));
+                    }
+                }
+                let mut d = format!("restored;packets_dropped={lost}");
+                if !slowed.is_empty() {
+                    d.push_str(&format!(";full_speed={}", slowed.join(",")));
+                }
+                Ok(d)
+            }
+        }
+    }
+
+    /// Starts a proxy at full speed for every directed link between the nodes and steers the
+    /// link's connections through it (before any node runs: a connection is steered when it
+    /// opens).
+    fn install_link_proxies(&mut self) -> Result<(), LoadgenError> {
+        let fw = self
+            .firewall
+            .as_ref()
+            .ok_or_else(|| LoadgenError::Cluster("shaped links need the run's firewall".into()))?;
+        let n = self.nodes.len();
+        for from in 0..n {
+            for to in (0..n).filter(|&to| to != from) {
+                let target: std::net::SocketAddr = self.nodes[to]
+                    .addr
+                    .parse()
+                    .map_err(|e| LoadgenError::Cluster(format!("node {to}'s address: {e}")))?;
+                let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                    .map_err(|e| LoadgenError::Cluster(format!("cannot bind a proxy: {e}")))?;
+                let proxy = LinkProxy::spawn(listener, PROXY_SOURCE, target, LinkShape::FULL_SPEED)
+                    .map_err(|e| LoadgenError::Cluster(format!("cannot start link proxy: {e}")))?;
+                fw.steer(from, target, proxy.addr())
+                    .map_err(LoadgenError::Cluster)?;
+                self.links.insert((from, to), proxy);
             }
         }
         Ok(())

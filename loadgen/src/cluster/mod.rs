@@ -4,13 +4,14 @@
 //! stopped ones ([`disk`]) and fills the disks of running ones ([`small_disk`]). The processes
 //! themselves are [`kvstore_server::process::ChildProcess`]es (killed on drop, signalled by PID
 //! only), shared with the integration tests. [`peers`] launches Redis and etcd the same way, and
-//! [`Launched`] is whichever a run started; [`partition`] cuts links between nodes;
-//! [`membership`] joins, leaves, wipes and replaces nodes.
+//! [`Launched`] is whichever a run started; [`partition`] cuts links between nodes and
+//! [`link_proxy`] slows them; [`membership`] joins, leaves, wipes and replaces nodes.
 
 pub mod clock;
 pub mod disk;
 pub mod faults;
 pub mod launcher;
+pub mod link_proxy;
 pub mod membership;
 pub mod partition;
 pub mod peers;

@@ -14,14 +14,28 @@
 //! TCP proxy per link: the store's own sockets see the loss (no proxy buffering that hides
 //! it), and the server needs no notion of which address a peer sees it under.
 //!
-//! [`cut_links`] (which directed links a shape cuts) is pure; [`Firewall`] runs `iptables`.
+//! Lossy links (`kind = "link"`, action `loss`) are iptables rules too, in [`LINK_CHAIN`]:
+//! `-m statistic --mode random --probability p` drops that share of a directed link's packets.
+//!
+//! [`cut_links`] (which directed links a shape cuts) and [`shape_of`] (the shape of a
+//! `[[fault]] kind = "partition"`) are pure; [`Firewall`] runs `iptables`. A run whose scenario
+//! has partitions enters its namespace through [`crate::netns`].
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
+use crate::scenario::{FaultAction, FaultSpec};
+
 /// The iptables chain holding the partition rules.
 pub const CHAIN: &str = "KVSTORE-PARTITION";
+
+/// The iptables chain holding the packet-loss rules of lossy links (`kind = "link"`), apart
+/// from the partition's so that a loss and a partition each heal on their own.
+pub const LINK_CHAIN: &str = "KVSTORE-LINK";
+
+/// The nat chain that steers node-to-node connections through shaping proxies (slow links).
+pub const STEER_CHAIN: &str = "KVSTORE-STEER";
 
 /// Which links a partition cuts, over nodes `0..n` (0-based indexes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +99,29 @@ pub fn cut_links(shape: &Shape, n: usize) -> BTreeSet<(usize, usize)> {
     }
 }
 
+/// The shape partition fault `f` cuts; `None` for a heal (and for any other fault). Expects
+/// a validated fault (isolate and bridge name `node`, one_way names `node` and `to`).
+pub fn shape_of(f: &FaultSpec) -> Option<Shape> {
+    let node = f.node_index().unwrap_or(0) as usize;
+    Some(match f.action {
+        FaultAction::Isolate => Shape::Isolate { node },
+        FaultAction::Halves => Shape::Halves,
+        FaultAction::Bridge => Shape::Bridge { bridge: node },
+        FaultAction::OneWay => Shape::OneWay {
+            from: node,
+            to: f.to.unwrap_or_default() as usize,
+        },
+        FaultAction::Ring => Shape::Ring,
+        _ => return None,
+    })
+}
+
+/// `links` for `faults.csv`: `cut 0->2 2->0 ...` (node indexes).
+pub fn describe(links: &BTreeSet<(usize, usize)>) -> String {
+    let list: Vec<String> = links.iter().map(|(a, b)| format!("{a}->{b}")).collect();
+    format!("cut {}", list.join(" "))
+}
+
 /// The loopback address node `i` (0-based) listens on in a partitionable run.
 pub fn node_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, 11 + i as u8)
@@ -145,12 +182,14 @@ impl Firewall {
     /// namespace: the rules would otherwise apply to the whole machine.
     pub fn install() -> Result<Self, String> {
         run(&["ip", "link", "set", "lo", "up"])?;
-        // Idempotent: an existing chain is flushed and reused.
-        if run(&["iptables", "-N", CHAIN]).is_err() {
-            run(&["iptables", "-F", CHAIN])?;
-        }
-        if run(&["iptables", "-C", "OUTPUT", "-j", CHAIN]).is_err() {
-            run(&["iptables", "-I", "OUTPUT", "-j", CHAIN])?;
+        for chain in [CHAIN, LINK_CHAIN] {
+            // Idempotent: an existing chain is flushed and reused.
+            if run(&["iptables", "-N", chain]).is_err() {
+                run(&["iptables", "-F", chain])?;
+            }
+            if run(&["iptables", "-C", "OUTPUT", "-j", chain]).is_err() {
+                run(&["iptables", "-I", "OUTPUT", "-j", chain])?;
+            }
         }
         Ok(Self { _private: () })
     }
@@ -172,19 +211,98 @@ impl Firewall {
         run(&["iptables", "-F", CHAIN])
     }
 
+    /// Drops each packet from node `from` to node `to` with `probability` (iptables
+    /// `statistic --mode random`), replacing any loss in force.
+    pub fn lose(&self, from: usize, to: usize, probability: f64) -> Result<(), String> {
+        self.restore()?;
+        let (src, dst) = (node_ip(from).to_string(), node_ip(to).to_string());
+        let p = format!("{probability}");
+        run(&[
+            "iptables",
+            "-A",
+            LINK_CHAIN,
+            "-s",
+            &src,
+            "-d",
+            &dst,
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            &p,
+            "-j",
+            "DROP",
+        ])
+    }
+
+    /// Steers every TCP connection node `from` opens to `target` (a node's listen address) to
+    /// `proxy` instead (iptables nat `DNAT` in chain `KVSTORE-STEER`). Only connections opened
+    /// after the rule are steered: install it before the nodes start.
+    pub fn steer(
+        &self,
+        from: usize,
+        target: std::net::SocketAddr,
+        proxy: std::net::SocketAddr,
+    ) -> Result<(), String> {
+        if run(&["iptables", "-t", "nat", "-L", STEER_CHAIN, "-n"]).is_err() {
+            run(&["iptables", "-t", "nat", "-N", STEER_CHAIN])?;
+            run(&["iptables", "-t", "nat", "-I", "OUTPUT", "-j", STEER_CHAIN])?;
+        }
+        let (src, dst, port) = (
+            node_ip(from).to_string(),
+            target.ip().to_string(),
+            target.port().to_string(),
+        );
+        let to = proxy.to_string();
+        run(&[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            STEER_CHAIN,
+            "-p",
+            "tcp",
+            "-s",
+            &src,
+            "-d",
+            &dst,
+            "--dport",
+            &port,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ])
+    }
+
+    /// Ends every link loss.
+    pub fn restore(&self) -> Result<(), String> {
+        run(&["iptables", "-F", LINK_CHAIN])
+    }
+
+    /// Packets dropped by the current link-loss rules, summed (iptables counters).
+    pub fn lost_packets(&self) -> Result<u64, String> {
+        dropped_in(LINK_CHAIN)
+    }
+
     /// Packets dropped by the current rules, summed (iptables counters).
     pub fn dropped_packets(&self) -> Result<u64, String> {
-        let out = Command::new("iptables")
-            .args(["-L", CHAIN, "-n", "-v", "-x"])
-            .output()
-            .map_err(|e| format!("cannot run iptables: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .lines()
-            .filter(|l| l.contains("DROP"))
-            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-            .sum())
+        dropped_in(CHAIN)
     }
+}
+
+fn dropped_in(chain: &str) -> Result<u64, String> {
+    let out = Command::new("iptables")
+        .args(["-L", chain, "-n", "-v", "-x"])
+        .output()
+        .map_err(|e| format!("cannot run iptables: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter(|l| l.contains("DROP"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum())
 }
 
 #[cfg(test)]

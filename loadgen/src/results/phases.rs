@@ -87,6 +87,36 @@ pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f6
             }
             continue;
         }
+        if e.action.is_link() {
+            // A loss or a slow link lasts until the next link action (a restore, or at its
+            // until_s the restore the timeline adds).
+            if let Some(iv) = out
+                .iter_mut()
+                .rev()
+                .find(|iv| iv.0.is_link() && iv.3.is_none())
+            {
+                iv.3 = Some(e.at_s);
+            }
+            if e.action != FaultAction::Restore && e.error.is_none() {
+                out.push((e.action, e.node, e.at_s, None));
+            }
+            continue;
+        }
+        if e.action.is_partition() {
+            // A partition lasts until the next partition action (a heal, or at its until_s
+            // the heal the timeline adds); a new shape would also end it.
+            if let Some(iv) = out
+                .iter_mut()
+                .rev()
+                .find(|iv| iv.0.is_partition() && iv.3.is_none())
+            {
+                iv.3 = Some(e.at_s);
+            }
+            if e.action != FaultAction::Heal && e.error.is_none() {
+                out.push((e.action, e.node, e.at_s, None));
+            }
+            continue;
+        }
         match e.action {
             FaultAction::Kill | FaultAction::Pause | FaultAction::DiskFull => {
                 out.push((e.action, e.node, e.at_s, None))
@@ -129,6 +159,7 @@ pub fn intervals(events: &[FaultEvent]) -> Vec<(FaultAction, u32, f64, Option<f6
             FaultAction::Join | FaultAction::Leave | FaultAction::Wipe | FaultAction::Replace => {
                 out.push((e.action, e.node, e.at_s, Some(e.until_s.unwrap_or(e.at_s))))
             }
+            _ => {}
         }
     }
     out.sort_by(|a, b| a.2.total_cmp(&b.2));
@@ -192,6 +223,8 @@ pub fn compute(m: &Measurements, events: &[FaultEvent], measured_seconds: u64) -
                 a if a.is_damage() => "restart",
                 a if a.is_clock() => "reset",
                 a if a.is_membership() => "done",
+                a if a.is_partition() => "heal",
+                a if a.is_link() => "restore",
                 _ => "resume",
             };
             Phase {
@@ -200,6 +233,8 @@ pub fn compute(m: &Measurements, events: &[FaultEvent], measured_seconds: u64) -
                     action.name(),
                     if action == FaultAction::CrashAll {
                         "(every node)".to_string()
+                    } else if matches!(action, FaultAction::Halves | FaultAction::Ring) {
+                        "(every link)".to_string()
                     } else {
                         format!("node {node}")
                     },
@@ -292,6 +327,61 @@ mod tests {
             until_s: None,
             detail: String::new(),
         }
+    }
+
+    #[test]
+    fn a_partition_lasts_until_its_heal_and_a_failed_cut_opens_nothing() {
+        let failed = FaultEvent {
+            error: Some("iptables failed".into()),
+            ..ev(7.0, FaultAction::Isolate)
+        };
+        let ivs = intervals(&[
+            ev(1.0, FaultAction::Halves),
+            ev(2.0, FaultAction::Kill),
+            ev(4.0, FaultAction::Heal),
+            ev(5.0, FaultAction::Restart),
+            failed,
+            ev(9.0, FaultAction::Heal),
+        ]);
+        assert_eq!(
+            ivs,
+            vec![
+                (FaultAction::Halves, 1, 1.0, Some(4.0)),
+                (FaultAction::Kill, 1, 2.0, Some(5.0)),
+            ]
+        );
+        let m = series(&[100; 12], &[0; 12]);
+        let phases = compute(
+            &m,
+            &[ev(3.0, FaultAction::Ring), ev(6.0, FaultAction::Heal)],
+            12,
+        );
+        assert_eq!(phases[0].label, "ring (every link) + heal");
+        assert_eq!(phases[0].end_s, Some(6.0));
+    }
+
+    #[test]
+    fn a_loss_and_a_slow_link_last_until_their_restore() {
+        let ivs = intervals(&[
+            ev(1.0, FaultAction::Loss),
+            ev(3.0, FaultAction::Restore),
+            ev(4.0, FaultAction::Slow),
+            ev(8.0, FaultAction::Restore),
+        ]);
+        assert_eq!(
+            ivs,
+            vec![
+                (FaultAction::Loss, 1, 1.0, Some(3.0)),
+                (FaultAction::Slow, 1, 4.0, Some(8.0)),
+            ]
+        );
+        let m = series(&[100; 12], &[0; 12]);
+        let phases = compute(
+            &m,
+            &[ev(4.0, FaultAction::Slow), ev(8.0, FaultAction::Restore)],
+            12,
+        );
+        assert_eq!(phases[0].label, "slow node 1 + restore");
     }
 
     #[test]

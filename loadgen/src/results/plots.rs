@@ -53,7 +53,16 @@ fn shade_color(a: FaultAction) -> RGBAColor {
         | FaultAction::DeleteHints => RGBColor(120, 60, 160).mix(0.2),
         FaultAction::DiskFull | FaultAction::DiskFree => RGBColor(0, 150, 110).mix(0.2),
         FaultAction::Join | FaultAction::Leave | FaultAction::Wipe | FaultAction::Replace => {
-            RGBColor(90, 90, 90).mix(0.2)
+            RGBColor(170, 90, 130).mix(0.2)
+        }
+        FaultAction::Isolate
+        | FaultAction::Halves
+        | FaultAction::Bridge
+        | FaultAction::OneWay
+        | FaultAction::Ring
+        | FaultAction::Heal => RGBColor(90, 90, 90).mix(0.2),
+        FaultAction::Loss | FaultAction::Slow | FaultAction::Restore => {
+            RGBColor(200, 120, 40).mix(0.2)
         }
     }
 }
@@ -135,7 +144,12 @@ fn draw_shades<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
                 color.filled(),
             )))
             .map_err(|er| err(path, er))?
-            .label(format!("{} node {n} ({s:.0}-{e:.0} s)", a.name()))
+            .label(if a.is_partition() || a.is_link() {
+                let kind = if a.is_link() { "link" } else { "partition" };
+                format!("{kind} {} node {n} ({s:.0}-{e:.0} s)", a.name())
+            } else {
+                format!("{} node {n} ({s:.0}-{e:.0} s)", a.name())
+            })
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 22, y + 6)], color.filled()));
     }
     Ok(())

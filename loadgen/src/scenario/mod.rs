@@ -16,8 +16,10 @@
 
 mod clock_faults;
 mod invalid;
+mod link_faults;
 mod membership;
 pub mod nemesis;
+mod partition_faults;
 mod validate;
 mod value_size;
 
@@ -404,6 +406,27 @@ pub enum FaultAction {
     /// Membership: kill the node for good and start a new node (the next index, a fresh id)
     /// in its place. The old id stays in the ring as a down member (no removenode yet).
     Replace,
+    /// Partition (`kind = "partition"`): cut `node` off from every other node, both ways.
+    Isolate,
+    /// Partition: a majority (the first `n / 2 + 1` nodes) and a minority, both ways.
+    Halves,
+    /// Partition: two halves that do not reach each other, and `node` reaching both.
+    Bridge,
+    /// Partition: packets from `node` to `to` dropped, `to` to `node` delivered.
+    #[serde(rename = "one_way")]
+    OneWay,
+    /// Partition: each node reaches only its two neighbours on the ring of node indexes.
+    Ring,
+    /// Partition: every cut link works again.
+    Heal,
+    /// Link (`kind = "link"`): drop each packet from `node` to `to` with `probability`.
+    Loss,
+    /// Link: the connections node `node` opens to node `to` go through a shaping proxy that
+    /// delays every chunk by `delay_ms` (plus up to `jitter_ms`) and caps them at
+    /// `bytes_per_sec` ([`crate::cluster::link_proxy`]).
+    Slow,
+    /// Link: every lossy link delivers everything again, every slow link is at full speed.
+    Restore,
 }
 
 impl FaultAction {
@@ -430,6 +453,15 @@ impl FaultAction {
             Self::Leave => "leave",
             Self::Wipe => "wipe",
             Self::Replace => "replace",
+            Self::Isolate => "isolate",
+            Self::Halves => "halves",
+            Self::Bridge => "bridge",
+            Self::OneWay => "one_way",
+            Self::Ring => "ring",
+            Self::Heal => "heal",
+            Self::Loss => "loss",
+            Self::Slow => "slow",
+            Self::Restore => "restore",
         }
     }
 
@@ -441,6 +473,21 @@ impl FaultAction {
     /// True for the actions that start a node of a new index (join, replace).
     pub fn adds_node(self) -> bool {
         matches!(self, Self::Join | Self::Replace)
+    }
+
+    /// True for the partition actions (`kind = "partition"`), which cut links between nodes
+    /// and leave their processes alone.
+    pub fn is_partition(self) -> bool {
+        matches!(
+            self,
+            Self::Isolate | Self::Halves | Self::Bridge | Self::OneWay | Self::Ring | Self::Heal
+        )
+    }
+
+    /// True for the link actions (`kind = "link"`): packet loss or delay on a directed link,
+    /// and their end.
+    pub fn is_link(self) -> bool {
+        matches!(self, Self::Loss | Self::Slow | Self::Restore)
     }
 
     /// True for the disk actions (`kind = "disk"`): the damage ones and disk_full/disk_free.
@@ -482,6 +529,12 @@ pub enum FaultKind {
     Disk,
     /// The cluster's membership (join, leave, wipe, replace).
     Membership,
+    /// Links between nodes (isolate, halves, bridge, one_way, ring, heal): packets dropped
+    /// inside a private network namespace the run creates ([`crate::cluster::partition`]).
+    Partition,
+    /// Lossy or slow links between nodes (loss, slow, restore), in the same namespace as
+    /// partitions.
+    Link,
 }
 
 /// Which node a fault hits.
@@ -533,6 +586,21 @@ pub struct FaultSpec {
     /// on the same base as `at_s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_s: Option<f64>,
+    /// Partition one_way: the node whose incoming packets from `node` are dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u32>,
+    /// Link loss: the share of packets dropped, in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    /// Link slow: the delay added to every chunk each way, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Link slow: up to this much more delay, drawn per chunk (order is kept), milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u64>,
+    /// Link slow: bytes per second each direction of the link carries at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<u64>,
 }
 
 fn all_nodes() -> NodeSelector {
@@ -550,6 +618,24 @@ impl FaultSpec {
 }
 
 impl Scenario {
+    /// True when the run steers node-to-node connections through shaping proxies (it has a
+    /// `slow` link fault).
+    pub fn shapes_links(&self) -> bool {
+        link_faults::shapes_links(self)
+    }
+
+    /// True when a fault (fixed or a `[nemesis]` kind) cuts or degrades links between nodes:
+    /// the run then needs a network namespace of its own.
+    pub fn acts_on_links(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.action.is_partition() || f.action.is_link())
+            || self
+                .nemesis
+                .as_ref()
+                .is_some_and(|n| n.kinds.keys().any(|k| nemesis::acts_on_links(k)))
+    }
+
     /// Reads, parses and validates the scenario at `path`.
     pub fn load(path: &Path) -> Result<Self, LoadgenError> {
         let text = std::fs::read_to_string(path).map_err(|e| LoadgenError::Scenario {
@@ -609,6 +695,10 @@ impl Scenario {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0xfa17_fa17_fa17_fa17);
         let mut states = vec![NodeState::Up; self.cluster.node_count() as usize];
         for fault in &mut self.faults {
+            // Partitions name their nodes (validation refuses "random").
+            if fault.action.is_partition() || fault.action.is_link() {
+                continue;
+            }
             if fault.action.is_clock() {
                 // Any node's clock can be moved, whatever its process state.
                 if let NodeSelector::Named(NodeKeyword::Random) = fault.node {

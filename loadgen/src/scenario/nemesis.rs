@@ -69,6 +69,11 @@ enum Targets {
     NewNode,
     /// One free member, while more than N members remain afterwards.
     LeavingNode,
+    /// Links between launched nodes (a partition, a lossy link): it occupies no node (a
+    /// partitioned node may also be killed or paused), but only one such kind is in force at a
+    /// time, and never beside a membership change (a leave's handoff or a join's streaming
+    /// across a cut link would stall the timeline rather than test the store).
+    Links,
 }
 
 /// One nemesis fault kind.
@@ -91,6 +96,11 @@ fn spec(at_s: f64, action: FaultAction, node: u32, kind: Option<FaultKind>) -> F
         period_ms: None,
         rate: None,
         until_s: None,
+        to: None,
+        probability: None,
+        delay_ms: None,
+        jitter_ms: None,
+        bytes_per_sec: None,
     }
 }
 
@@ -101,6 +111,21 @@ fn damaged(action: FaultAction, node: u32, start: f64, end: f64) -> Vec<FaultSpe
         spec((start + end) / 2.0, action, node, Some(FaultKind::Disk)),
         spec(end, FaultAction::Restart, node, None),
     ]
+}
+
+/// A partition of shape `action` from `start` to `end` (its `until_s` heals it); halves and
+/// ring act on every node, isolate / bridge / one_way on `node` (one_way's `to` is set by
+/// [`expand`] from the draw).
+fn partition(action: FaultAction, node: u32, start: f64, end: f64) -> Vec<FaultSpec> {
+    let on = match action {
+        FaultAction::Halves | FaultAction::Ring => NodeSelector::Named(NodeKeyword::All),
+        _ => NodeSelector::Index(node),
+    };
+    vec![FaultSpec {
+        node: on,
+        until_s: Some(end),
+        ..spec(start, action, node, Some(FaultKind::Partition))
+    }]
 }
 
 /// A clock jump of 50 ms to 60 s, ahead or behind.
@@ -197,6 +222,42 @@ pub const KINDS: &[Kind] = &[
         },
     },
     Kind {
+        name: "partition_isolate",
+        targets: Targets::Links,
+        faults: |n, s, e, _| partition(FaultAction::Isolate, n, s, e),
+    },
+    Kind {
+        name: "partition_halves",
+        targets: Targets::Links,
+        faults: |n, s, e, _| partition(FaultAction::Halves, n, s, e),
+    },
+    Kind {
+        name: "partition_bridge",
+        targets: Targets::Links,
+        faults: |n, s, e, _| partition(FaultAction::Bridge, n, s, e),
+    },
+    Kind {
+        name: "partition_one_way",
+        targets: Targets::Links,
+        faults: |n, s, e, _| partition(FaultAction::OneWay, n, s, e),
+    },
+    Kind {
+        name: "partition_ring",
+        targets: Targets::Links,
+        faults: |n, s, e, _| partition(FaultAction::Ring, n, s, e),
+    },
+    Kind {
+        name: "link_loss",
+        targets: Targets::Links,
+        faults: |n, s, e, rng| {
+            vec![FaultSpec {
+                until_s: Some(e),
+                probability: Some(rng.random_range(0.1..=0.5)),
+                ..spec(s, FaultAction::Loss, n, Some(FaultKind::Link))
+            }]
+        },
+    },
+    Kind {
         name: "join",
         targets: Targets::NewNode,
         faults: |n, s, _, _| vec![spec(s, FaultAction::Join, n, Some(FaultKind::Membership))],
@@ -229,6 +290,26 @@ fn kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)
 }
 
+/// True when `name` is a kind that cuts or degrades links (the run then needs its own network
+/// namespace).
+pub fn acts_on_links(name: &str) -> bool {
+    kind(name).is_some_and(|k| k.targets == Targets::Links)
+}
+
+/// The fewest launched nodes a kind needs (a bridge: a node and two halves; a ring that cuts
+/// something: 4).
+fn fewest_nodes(name: &str) -> u32 {
+    match name {
+        "partition_bridge" => 3,
+        "partition_ring" => 4,
+        _ => 2,
+    }
+}
+
+fn is_membership(name: &str) -> bool {
+    matches!(name, "join" | "leave" | "wipe" | "replace")
+}
+
 /// One drawn fault: a kind on a node (the new node's index for a join; 0 for crash_all) from
 /// `start_s` to `end_s`.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,6 +322,8 @@ pub struct Drawn {
     pub start_s: f64,
     /// When it is healed (membership changes: the time reserved for them).
     pub end_s: f64,
+    /// The other end of a directed link (one_way, link_loss), drawn with `node`.
+    pub to: Option<u32>,
 }
 
 /// Checks the table against the scenario; the first problem as `(field, why)`.
@@ -399,10 +482,22 @@ pub fn draw(s: &Scenario, n: &NemesisSpec, seed: u64) -> Vec<Drawn> {
                     .map(|i| i as u32)
                     .collect(),
                 Targets::LeavingNode => Vec::new(),
+                Targets::Links => {
+                    let busy_links = out
+                        .iter()
+                        .any(|f| f.end_s > t && (acts_on_links(f.kind) || is_membership(f.kind)));
+                    if busy_links || launched < fewest_nodes(k.name) {
+                        Vec::new()
+                    } else {
+                        (0..launched).collect()
+                    }
+                }
             }
         };
+        let links_in_force = out.iter().any(|f| f.end_s > t && acts_on_links(f.kind));
         let choices: Vec<(&'static Kind, f64, Vec<u32>)> = weights
             .iter()
+            .filter(|(k, _)| !(links_in_force && is_membership(k.name)))
             .map(|(k, w)| (*k, *w, eligible(k)))
             .filter(|(_, _, e)| !e.is_empty())
             .collect();
@@ -429,8 +524,13 @@ pub fn draw(s: &Scenario, n: &NemesisSpec, seed: u64) -> Vec<Drawn> {
                 busy.push(end);
                 gone.push(false);
             }
+            Targets::Links => {}
             _ => busy[node as usize] = end,
         }
+        let to = matches!(k.name, "partition_one_way" | "link_loss").then(|| {
+            // Any other launched node.
+            (node + rng.random_range(1..launched)) % launched
+        });
         match k.name {
             "leave" => gone[node as usize] = true,
             "replace" => {
@@ -445,6 +545,7 @@ pub fn draw(s: &Scenario, n: &NemesisSpec, seed: u64) -> Vec<Drawn> {
             node,
             start_s: t,
             end_s: end,
+            to,
         });
     }
     out
@@ -455,7 +556,17 @@ pub fn expand(drawn: &[Drawn], seed: u64) -> Vec<FaultSpec> {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x6578_7061_6e64_0001);
     let mut faults: Vec<FaultSpec> = drawn
         .iter()
-        .filter_map(|d| kind(d.kind).map(|k| (k.faults)(d.node, d.start_s, d.end_s, &mut rng)))
+        .filter_map(|d| {
+            kind(d.kind).map(|k| {
+                let mut faults = (k.faults)(d.node, d.start_s, d.end_s, &mut rng);
+                for f in &mut faults {
+                    if matches!(f.action, FaultAction::OneWay | FaultAction::Loss) {
+                        f.to = d.to;
+                    }
+                }
+                faults
+            })
+        })
         .flatten()
         .collect();
     faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
@@ -512,9 +623,54 @@ kinds = { kill = 3, pause = 2, clock_bump = 1, clock_strobe = 1, crash_all = 1, 
         assert!(!a.faults.is_empty());
     }
 
+    /// BASE with every kind that acts on links as well.
+    fn with_links() -> String {
+        BASE.replacen(
+            "replace = 1 }",
+            "replace = 1, partition_isolate = 1, partition_halves = 1, partition_bridge = 1, \
+             partition_one_way = 1, partition_ring = 1, link_loss = 1 }",
+            1,
+        )
+    }
+
     #[test]
     fn draws_respect_bounds_concurrency_and_one_fault_per_node() {
-        let s = scenario(BASE);
+        respects_bounds(BASE);
+    }
+
+    #[test]
+    fn link_kinds_come_one_at_a_time_apart_from_membership_and_validate() {
+        let text = with_links();
+        respects_bounds(&text);
+        let s = scenario(&text);
+        assert!(s.acts_on_links());
+        assert!(!scenario(BASE).acts_on_links());
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let d = drawn(&s, seed);
+            for f in d.iter().filter(|f| acts_on_links(f.kind)) {
+                seen.insert(f.kind);
+                for g in d.iter().filter(|g| !std::ptr::eq(*g, f)) {
+                    let overlap = g.start_s < f.end_s && f.start_s < g.end_s;
+                    assert!(
+                        !(overlap && (acts_on_links(g.kind) || is_membership(g.kind))),
+                        "seed {seed}: {f:?} beside {g:?}"
+                    );
+                }
+                if matches!(f.kind, "partition_one_way" | "link_loss") {
+                    assert!(f.to.is_some_and(|to| to != f.node && to < 4), "{f:?}");
+                }
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            6,
+            "every link kind drawn in 200 seeds: {seen:?}"
+        );
+    }
+
+    fn respects_bounds(text: &str) {
+        let s = scenario(text);
         let n = s.nemesis.clone().unwrap();
         let last = 120.0 - n.quiet_s;
         for seed in 0..200 {
@@ -547,7 +703,10 @@ kinds = { kill = 3, pause = 2, clock_bump = 1, clock_strobe = 1, crash_all = 1, 
                 // No other fault on its node (crash_all: on any node) while it is in force.
                 for g in d.iter().filter(|g| !std::ptr::eq(*g, f)) {
                     let overlap = g.start_s < f.end_s && f.start_s < g.end_s;
-                    let same = f.kind == "crash_all" || g.kind == "crash_all" || f.node == g.node;
+                    let links = acts_on_links(f.kind) || acts_on_links(g.kind);
+                    let same = f.kind == "crash_all"
+                        || g.kind == "crash_all"
+                        || (f.node == g.node && !links);
                     assert!(!(overlap && same), "seed {seed}: {f:?} and {g:?} overlap");
                 }
             }

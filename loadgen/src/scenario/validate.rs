@@ -161,6 +161,8 @@ fn peer(s: &Scenario) -> Result<(), Invalid> {
     if let Some((i, f)) = s.faults.iter().enumerate().find(|(_, f)| {
         f.action.is_clock()
             || f.action.is_disk()
+            || f.action.is_partition()
+            || f.action.is_link()
             || f.action == crate::scenario::FaultAction::CrashAll
     }) {
         return bad(
@@ -339,6 +341,8 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
     order.sort_by(|&a, &b| s.faults[a].at_s.total_cmp(&s.faults[b].at_s));
     let mut states = vec![NodeState::Up; nodes as usize];
     let mut full = vec![false; nodes as usize];
+    super::partition_faults::timeline(s)?;
+    super::link_faults::timeline(s)?;
     for i in order {
         let f = &s.faults[i];
         let field = |name: &str| format!("fault[{i}].{name}");
@@ -358,6 +362,14 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
                     f.at_s
                 ),
             );
+        }
+        if super::link_faults::validate(s, f, &field)? {
+            // A lossy link: checked there (its timeline too); it leaves processes alone.
+            continue;
+        }
+        if super::partition_faults::validate(s, f, &field)? {
+            // A partition: checked there (its timeline too); it leaves processes alone.
+            continue;
         }
         if super::clock_faults::validate(s, f, &field)? {
             // A clock fault: checked there; it leaves the node's process state alone.
