@@ -294,6 +294,35 @@ impl Client {
         Ok(resp.into_inner())
     }
 
+    /// Runs a repair cycle on the node at `addr` now (over the arcs meeting `ranges`, every
+    /// arc it replicates when empty), calling `progress` with each exchange's report as it
+    /// ends; returns the summary (`done` set). No deadline: a repair takes as long as the
+    /// data it compares; the cycle belongs to the node and goes on if this call gives up.
+    pub async fn repair(
+        &self,
+        addr: &str,
+        ranges: Vec<pb::TokenRange>,
+        mut progress: impl FnMut(&pb::RepairProgress),
+    ) -> Result<pb::RepairProgress, ClientError> {
+        let node = self.inner.pool.get(addr)?;
+        let mut internal = node.internal.clone();
+        let req = self.inner.internal_request(
+            pb::RepairRequest { ranges },
+            Duration::from_secs(7 * 24 * 3600),
+        );
+        let fail = |s: tonic::Status| crate::error::classify(&s, Op::Read, addr).error;
+        let mut stream = internal.repair(req).await.map_err(fail)?.into_inner();
+        while let Some(p) = stream.message().await.map_err(fail)? {
+            if p.done {
+                return Ok(p);
+            }
+            progress(&p);
+        }
+        Err(ClientError::UnknownOutcome(format!(
+            "{addr}: the repair stream ended without a summary (the node may have stopped)"
+        )))
+    }
+
     /// One replica's stored entry for `key`, bypassing coordination and read repair.
     pub async fn local_read(
         &self,

@@ -118,12 +118,45 @@ enum Command {
         /// The node's id (see `kv ring`).
         node_id: u32,
     },
+    /// Repair now: each node (or --node ID only) exchanges hash trees with the other replicas
+    /// of its arcs and copies the newer entries both ways; prints each exchange and a summary.
+    Repair {
+        /// Only this node runs the repair (see `kv ring`); every live member in turn otherwise.
+        #[arg(long, value_name = "ID")]
+        node: Option<u32>,
+        /// Only arcs meeting this token range, START:END (exclusive start, inclusive end, as
+        /// `kv ring` prints tokens); repeatable.
+        #[arg(long, value_name = "START:END", value_parser = parse_range)]
+        range: Vec<TokenRangeArg>,
+    },
     /// Remove the dead node NODE_ID for good: the live members copy its ranges to their new
     /// owners, so every key has N copies again (refused while the node is not down).
     Removenode {
         /// The dead node's id (see `kv ring`).
         node_id: u32,
     },
+}
+
+/// A token range given on the command line.
+#[derive(Debug, Clone, Copy)]
+struct TokenRangeArg {
+    start: u64,
+    end: u64,
+}
+
+fn parse_range(s: &str) -> Result<TokenRangeArg, String> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not START:END (two tokens, 0 to 2^64-1)"))?;
+    let token = |t: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{t:?} in {s:?} is not a token (0 to 2^64-1): {e}"))
+    };
+    Ok(TokenRangeArg {
+        start: token(a)?,
+        end: token(b)?,
+    })
 }
 
 fn parse_consistency(s: &str) -> Result<ConsistencyLevel, String> {
@@ -285,6 +318,70 @@ async fn run(mut args: Args) -> Result<(), Failure> {
                 left.keys_moved
             )
             .context("writing the result")?;
+        }
+        Command::Repair { node, range } => {
+            let ring = client.ring().await?;
+            let members: Vec<(u32, String)> = {
+                let mut m: Vec<(u32, String)> = ring
+                    .members
+                    .iter()
+                    .filter(|m| node.is_none_or(|id| id == m.id))
+                    .filter(|m| node.is_some() || m.state == pb::MemberState::Up as i32)
+                    .map(|m| (m.id, m.address.clone()))
+                    .collect();
+                m.sort();
+                m
+            };
+            if let (Some(id), true) = (node, members.is_empty()) {
+                let known: Vec<u32> = ring.members.iter().map(|m| m.id).collect();
+                return Err(Failure::Client(
+                    kvstore_client::ClientError::InvalidArgument(format!(
+                        "--node: {id} is not a member (members: {known:?})"
+                    )),
+                ));
+            }
+            let ranges: Vec<pb::TokenRange> = range
+                .iter()
+                .map(|r| pb::TokenRange {
+                    start: r.start,
+                    end: r.end,
+                })
+                .collect();
+            let mut incomplete = Vec::new();
+            for (id, addr) in members {
+                let mut lines = Vec::new();
+                let summary = client
+                    .repair(&addr, ranges.clone(), |p| {
+                        lines.push(output::repair_line(p))
+                    })
+                    .await;
+                for l in lines {
+                    writeln!(stdout, "{l}").context("writing the progress")?;
+                }
+                match summary {
+                    Ok(s) => {
+                        writeln!(stdout, "{}", output::repair_summary(&s))
+                            .context("writing the result")?;
+                        if !s.complete {
+                            incomplete.push(id);
+                        }
+                    }
+                    Err(e) => {
+                        writeln!(stdout, "node {id} at {addr}: repair failed: {e}")
+                            .context("writing the result")?;
+                        incomplete.push(id);
+                    }
+                }
+            }
+            if !incomplete.is_empty() {
+                return Err(Failure::Client(
+                    kvstore_client::ClientError::UnknownOutcome(format!(
+                        "repair incomplete on node(s) {incomplete:?}: some arcs were not \
+                         compared with every replica (a replica down, a tree still building, \
+                         or the key limit); run kv repair again"
+                    )),
+                ));
+            }
         }
         Command::Removenode { node_id } => {
             let r = client.remove_node(node_id).await.map_err(|error| {

@@ -186,6 +186,24 @@ pub struct Args {
     /// Storage snapshot and compaction period. [default: 60000]
     #[arg(long, value_name = "MS")]
     pub maintenance_interval_ms: Option<u64>,
+    /// Turn anti-entropy off: no hash trees on the write path, no repair exchanges (replicas
+    /// then converge only through hints and read repair, and tombstones are never collected).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_anti_entropy: bool,
+    /// Mean time between repair cycles (jittered by a quarter); 0: only `kv repair`.
+    /// [default: 600000]
+    #[arg(long, value_name = "MS")]
+    pub anti_entropy_interval_ms: Option<u64>,
+    /// Rebuild each hash tree from the storage engine this often. [default: 3600000]
+    #[arg(long, value_name = "MS")]
+    pub anti_entropy_rebuild_interval_ms: Option<u64>,
+    /// Keys one repair exchange copies at most. [default: 100000]
+    #[arg(long, value_name = "N")]
+    pub anti_entropy_max_keys: Option<usize>,
+    /// Anti-entropy traffic per second at most, in bytes. [default: 33554432]
+    #[arg(long, value_name = "BYTES")]
+    pub anti_entropy_bytes_per_sec: Option<u64>,
     /// FAULT INJECTION (tests only): acknowledge puts without writing them.
     #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true)]
@@ -251,6 +269,10 @@ impl Args {
             down_after_ms,
             transition_grace_ms,
             maintenance_interval_ms,
+            anti_entropy_interval_ms,
+            anti_entropy_rebuild_interval_ms,
+            anti_entropy_max_keys,
+            anti_entropy_bytes_per_sec,
             metrics_listen,
             cert,
             key,
@@ -265,6 +287,7 @@ impl Args {
         }
         self.leave_on_shutdown |= file.leave_on_shutdown;
         self.insecure |= file.insecure;
+        self.no_anti_entropy |= file.no_anti_entropy;
         #[cfg(feature = "fault-injection")]
         {
             self.fault_ack_before_write |= file.fault_ack_before_write;
@@ -320,8 +343,17 @@ impl Args {
             max_value_bytes => max_value_bytes,
             max_key_bytes => max_key_bytes,
             max_inflight_requests => max_inflight_requests,
-            max_inflight_bytes => max_inflight_bytes
+            max_inflight_bytes => max_inflight_bytes,
+            anti_entropy_max_keys => anti_entropy_max_keys,
+            anti_entropy_bytes_per_sec => anti_entropy_bytes_per_sec
         );
+        c.anti_entropy = !self.no_anti_entropy;
+        if let Some(ms) = self.anti_entropy_interval_ms {
+            c.anti_entropy_interval = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.anti_entropy_rebuild_interval_ms {
+            c.anti_entropy_rebuild_interval = Duration::from_millis(ms);
+        }
         if let Some(ms) = self.speculative_retry_ms {
             c.speculative_retry = (ms > 0).then(|| Duration::from_millis(ms));
         }

@@ -121,9 +121,30 @@ pub struct NodeConfig {
     pub metrics_listen: Option<String>,
     /// TLS for the gRPC port (clients and peers), when set; see [`crate::tls`].
     pub tls: Option<crate::tls::TlsPaths>,
+    /// Anti-entropy on: hash trees kept on the write path and exchanged between replicas
+    /// (`--no-anti-entropy` turns both off; then only hints and read repair converge replicas).
+    pub anti_entropy: bool,
+    /// Mean time between repair cycles, jittered by a quarter either way; `None`: only when
+    /// asked (`kv repair`).
+    pub anti_entropy_interval: Option<Duration>,
+    /// Each tree is rebuilt from the engine this often (catches what the write path missed).
+    pub anti_entropy_rebuild_interval: Duration,
+    /// Keys one exchange copies at most; the rest waits for the next cycle.
+    pub anti_entropy_max_keys: usize,
+    /// Anti-entropy bytes per second at most (trees, key lists and entries, both ways).
+    pub anti_entropy_bytes_per_sec: u64,
     /// Faults to inject (tests of the checker only).
     pub faults: Faults,
 }
+
+/// Default mean time between repair cycles.
+pub const DEFAULT_ANTI_ENTROPY_INTERVAL: Duration = Duration::from_secs(600);
+/// Default period of the trees' rebuild from the engine.
+pub const DEFAULT_ANTI_ENTROPY_REBUILD_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default cap on keys copied per exchange.
+pub const DEFAULT_ANTI_ENTROPY_MAX_KEYS: usize = 100_000;
+/// Default anti-entropy bandwidth: 32 MiB/s.
+pub const DEFAULT_ANTI_ENTROPY_BYTES_PER_SEC: u64 = 32 << 20;
 
 /// Refuses to serve the internal API beyond loopback without protection: a node listening on
 /// (or advertising) a non-loopback address needs peer TLS (mutual: only holders of a node
@@ -198,6 +219,11 @@ impl Default for NodeConfig {
             insecure: false,
             metrics_listen: None,
             tls: None,
+            anti_entropy: true,
+            anti_entropy_interval: Some(DEFAULT_ANTI_ENTROPY_INTERVAL),
+            anti_entropy_rebuild_interval: DEFAULT_ANTI_ENTROPY_REBUILD_INTERVAL,
+            anti_entropy_max_keys: DEFAULT_ANTI_ENTROPY_MAX_KEYS,
+            anti_entropy_bytes_per_sec: DEFAULT_ANTI_ENTROPY_BYTES_PER_SEC,
             faults: Faults::default(),
         }
     }
@@ -233,6 +259,19 @@ impl NodeConfig {
         }
         if self.max_hints_per_target == 0 || self.hint_replay_batch == 0 {
             return bad("max_hints_per_target and hint_replay_batch must be > 0".into());
+        }
+        if self.anti_entropy_max_keys == 0 || self.anti_entropy_bytes_per_sec < 4096 {
+            return bad(format!(
+                "anti_entropy_max_keys must be > 0 and anti_entropy_bytes_per_sec at least 4096, \
+                 got {} and {}",
+                self.anti_entropy_max_keys, self.anti_entropy_bytes_per_sec
+            ));
+        }
+        if self.anti_entropy_rebuild_interval < Duration::from_secs(1) {
+            return bad(format!(
+                "anti_entropy_rebuild_interval must be at least 1000 ms, got {} ms",
+                self.anti_entropy_rebuild_interval.as_millis()
+            ));
         }
         if self.max_hint_bytes == 0 {
             return bad("max_hint_bytes must be > 0".into());

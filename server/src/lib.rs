@@ -9,6 +9,8 @@
 //!   hints;
 //! - [`replication`]: the coordinator (quorums, read repair, hinted handoff) and the per-peer
 //!   replication streams;
+//! - [`antientropy`]: hash trees per arc and the repair exchanges between replicas (what
+//!   makes every replica converge, and tombstones collectable);
 //! - [`service`]: the gRPC handlers, the only place errors become statuses;
 //! - [`admission`]: the budget of client requests and bytes a node works on at once;
 //! - [`node`]: [`node::run`], a node on an already-bound listener;
@@ -19,6 +21,7 @@
 //! taking time and messages as arguments; the tasks around it only move messages.
 
 pub mod admission;
+pub mod antientropy;
 pub mod cli;
 pub mod clock_guard;
 pub mod cluster;

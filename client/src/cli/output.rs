@@ -91,6 +91,9 @@ pub fn status_block(s: &pb::NodeStatusResponse) -> String {
         "  hints: {} bytes held, {} dropped at a bound, {} past the hint window",
         s.hints_bytes, s.hints_dropped, s.hints_expired
     );
+    if let Some(ae) = &s.anti_entropy {
+        let _ = writeln!(out, "{}", anti_entropy_line(ae));
+    }
     if s.restoring {
         let _ = writeln!(
             out,
@@ -241,5 +244,117 @@ mod tests {
         assert_eq!(expiry(0), "never");
         assert!(expiry(1).contains("past"));
         assert!(expiry(u64::MAX).contains("in "));
+    }
+}
+
+/// The anti-entropy line of `kv status`.
+pub fn anti_entropy_line(ae: &pb::AntiEntropyStatus) -> String {
+    if !ae.enabled {
+        return "  anti-entropy off (--no-anti-entropy)".into();
+    }
+    let last = if ae.last_repair_completed_ms == 0 {
+        "never".to_string()
+    } else {
+        format!(
+            "{} (started {}, {} arcs)",
+            utc_ms(ae.last_repair_completed_ms),
+            utc_ms(ae.last_repair_started_ms),
+            ae.last_repair_arcs
+        )
+    };
+    format!(
+        "  anti-entropy: last repair {last}; {} repairs, {} exchanges ({} failed), {} keys \
+         compared, {} repaired, {} bytes\n    trees: {}/{} arcs built{}, {} keys, {} bytes, {} \
+         rebuilds",
+        ae.repairs_completed,
+        ae.exchanges,
+        ae.exchanges_failed,
+        ae.keys_compared,
+        ae.keys_repaired,
+        ae.bytes,
+        ae.arcs_built,
+        ae.arcs,
+        if ae.rebuilding { " (rebuilding)" } else { "" },
+        ae.tree_pairs,
+        ae.tree_bytes,
+        ae.rebuilds
+    )
+}
+
+/// `kv repair`: one exchange.
+pub fn repair_line(p: &pb::RepairProgress) -> String {
+    let mut line = format!(
+        "node {} <-> node {}: {} arcs, {} differing, {} leaves, {} keys compared, {} fetched, {} \
+         pushed, {} bytes{}",
+        p.node,
+        p.peer,
+        p.arcs,
+        p.arcs_differing,
+        p.leaves_differing,
+        p.keys_compared,
+        p.keys_fetched,
+        p.keys_pushed,
+        p.bytes,
+        if p.complete { "" } else { ", INCOMPLETE" }
+    );
+    if !p.error.is_empty() {
+        line.push_str(&format!(" ({})", p.error));
+    }
+    line
+}
+
+/// `kv repair`: a node's summary.
+pub fn repair_summary(p: &pb::RepairProgress) -> String {
+    format!(
+        "{} node {}: {} of {} arcs repaired in {} ms; {} keys compared, {} fetched, {} pushed, \
+         {} bytes{}",
+        if p.complete { "OK" } else { "INCOMPLETE" },
+        p.node,
+        p.arcs_repaired,
+        p.arcs,
+        p.elapsed_ms,
+        p.keys_compared,
+        p.keys_fetched,
+        p.keys_pushed,
+        p.bytes,
+        if p.error.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", p.error)
+        }
+    )
+}
+
+/// `ms` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+pub fn utc_ms(ms: u64) -> String {
+    let (days, rem) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+#[cfg(test)]
+mod repair_tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_ms(1_796_342_400_123), "2026-12-04T00:00:00.123Z");
+        assert_eq!(utc_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 }

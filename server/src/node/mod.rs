@@ -260,6 +260,7 @@ pub async fn run_with_ready(
         tokio::spawn(handoff::run(shared.clone())),
         tokio::spawn(rebalance::run_cleanup(shared.clone())),
         tokio::spawn(maintenance(shared.clone())),
+        tokio::spawn(crate::antientropy::task::run(shared.clone())),
     ]);
 
     let outcome = async {

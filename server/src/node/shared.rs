@@ -15,6 +15,7 @@ use futures::future::{BoxFuture, Shared as SharedFuture};
 use tokio::sync::watch;
 
 use crate::admission::Admission;
+use crate::antientropy::state::AntiEntropy;
 use crate::clock_guard::{self, ClockGuard, Verdict};
 use crate::cluster::hints::HintStore;
 use crate::cluster::members::Conditions;
@@ -125,6 +126,8 @@ pub struct Shared {
     pub hints: HintStore,
     /// When the last repair of each token arc started (what tombstone collection waits for).
     pub repairs: RepairLedger,
+    /// Anti-entropy: the hash trees, the exchanges' throttle and figures.
+    pub anti_entropy: AntiEntropy,
     /// The clock that stamps writes.
     pub hlc: Hlc,
     /// Peer connections.
@@ -188,6 +191,12 @@ impl Shared {
             hints,
             repairs,
         } = stores;
+        let anti_entropy = AntiEntropy::new(config.anti_entropy, config.anti_entropy_bytes_per_sec);
+        if anti_entropy.enabled {
+            // From here on every stored change reaches the trees; the first rebuild covers
+            // what the engine held before.
+            engine.attach_observer(anti_entropy.trees.clone());
+        }
         let (stop, _) = watch::channel(false);
         let config_max_offset = config.max_clock_offset_ms;
         let admission = Admission::new(
@@ -203,6 +212,7 @@ impl Shared {
             log,
             hints,
             repairs,
+            anti_entropy,
             hlc,
             peers,
             counters: Counters::default(),

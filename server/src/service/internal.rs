@@ -399,6 +399,205 @@ impl NodeInternal for InternalService {
         }))
     }
 
+    async fn aae_tree(
+        &self,
+        request: Request<pb::AaeTreeRequest>,
+    ) -> Result<Response<pb::AaeTreeResponse>, Status> {
+        super::auth::require_peer(&request)?;
+        require_anti_entropy(&self.shared)?;
+        let queries = request.into_inner().queries;
+        bounded("queries", queries.len())?;
+        let trees = &self.shared.anti_entropy.trees;
+        let mut arcs = Vec::with_capacity(queries.len());
+        for q in queries {
+            let arc = arc_of(q.start, q.end);
+            let level = pb::AaeLevel::try_from(q.level).map_err(|_| {
+                to_status(
+                    &Error::invalid("level", format!("{} is not an AaeLevel", q.level)),
+                    Op::Read,
+                )
+            })?;
+            let h = match level {
+                pb::AaeLevel::Root => trees.roots(&[arc]).remove(0),
+                pb::AaeLevel::Branches => trees.branches(&[arc]).remove(0),
+                pb::AaeLevel::Leaves => {
+                    let branches: Vec<usize> = q.branches.iter().map(|b| *b as usize).collect();
+                    if let Some(b) = branches
+                        .iter()
+                        .find(|b| **b >= crate::antientropy::tree::BRANCHES)
+                    {
+                        return Err(to_status(
+                            &Error::invalid(
+                                "branches",
+                                format!("{b} is not below {}", crate::antientropy::tree::BRANCHES),
+                            ),
+                            Op::Read,
+                        ));
+                    }
+                    trees.leaves(arc, &branches)
+                }
+            };
+            arcs.push(pb::AaeArcHashes {
+                start: arc.start,
+                end: arc.end,
+                built: h.built,
+                hashes: h.hashes,
+            });
+        }
+        Ok(Response::new(pb::AaeTreeResponse { arcs }))
+    }
+
+    type AaeKeysStream = BoxStream<pb::AaeKeyBatch>;
+
+    async fn aae_keys(
+        &self,
+        request: Request<pb::AaeKeysRequest>,
+    ) -> Result<Response<Self::AaeKeysStream>, Status> {
+        super::auth::require_peer(&request)?;
+        require_anti_entropy(&self.shared)?;
+        let req = request.into_inner();
+        bounded("arcs", req.arcs.len())?;
+        let mut leaves: crate::antientropy::diff::LeafSets = Default::default();
+        for a in req.arcs {
+            bounded("leaves", a.leaves.len())?;
+            leaves.insert(
+                a.end,
+                (
+                    arc_of(a.start, a.end),
+                    a.leaves.iter().map(|l| *l as usize).collect(),
+                ),
+            );
+        }
+        let shared = self.shared.clone();
+        let permit = shared
+            .anti_entropy
+            .inbound
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(internal)?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let grace = shared.config.tombstone_grace.as_millis() as u64;
+            match crate::antientropy::diff::list_keys(
+                shared.engine.as_ref(),
+                &leaves,
+                shared.wall_ms(),
+                grace,
+            ) {
+                Ok(keys) => {
+                    let all: Vec<pb::AaeKey> = keys
+                        .into_iter()
+                        .map(|(key, m)| pb::AaeKey {
+                            key,
+                            version: Some(m.version.into()),
+                            collectable: m.collectable,
+                        })
+                        .collect();
+                    for chunk in all.chunks(1024) {
+                        let batch = pb::AaeKeyBatch {
+                            keys: chunk.to_vec(),
+                        };
+                        if tx.blocking_send(Ok(batch)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(to_status(&Error::Storage(e), Op::Read)));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn aae_fetch(
+        &self,
+        request: Request<pb::AaeFetchRequest>,
+    ) -> Result<Response<pb::EntryBatch>, Status> {
+        super::auth::require_peer(&request)?;
+        require_anti_entropy(&self.shared)?;
+        let keys = request.into_inner().keys;
+        bounded("keys", keys.len())?;
+        let shared = self.shared.clone();
+        let entries = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                if let Some(e) = shared.engine.get_entry(&k)? {
+                    out.push(pb::KeyedEntry {
+                        key: k,
+                        entry: Some(to_wire_entry(&e)),
+                    });
+                }
+            }
+            Ok::<_, crate::storage::StorageError>(out)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| to_status(&Error::Storage(e), Op::Read))?;
+        Ok(Response::new(pb::EntryBatch { entries }))
+    }
+
+    async fn aae_push(
+        &self,
+        request: Request<pb::EntryBatch>,
+    ) -> Result<Response<pb::AaePushResponse>, Status> {
+        super::auth::require_peer(&request)?;
+        require_anti_entropy(&self.shared)?;
+        let batch = request.into_inner();
+        bounded("entries", batch.entries.len())?;
+        let entries: Vec<(String, crate::storage::Entry)> = batch
+            .entries
+            .into_iter()
+            .filter_map(|ke| Some((ke.key, crate::replication::wire::from_wire_entry(ke.entry?))))
+            .collect();
+        let shared = self.shared.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            crate::replication::replica::apply_streamed(&shared, entries)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| to_status(&Error::Storage(e), Op::Write))?;
+        Ok(Response::new(pb::AaePushResponse {
+            applied: applied as u64,
+        }))
+    }
+
+    type RepairStream = BoxStream<pb::RepairProgress>;
+
+    async fn repair(
+        &self,
+        request: Request<pb::RepairRequest>,
+    ) -> Result<Response<Self::RepairStream>, Status> {
+        super::auth::require_peer(&request)?;
+        require_anti_entropy(&self.shared)?;
+        let ranges: Vec<TokenArc> = request
+            .into_inner()
+            .ranges
+            .into_iter()
+            .map(|r| arc_of(r.start, r.end))
+            .collect();
+        bounded("ranges", ranges.len())?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = self.shared.clone();
+        // In a task of its own: a caller that goes away does not stop the cycle halfway.
+        tokio::spawn(async move {
+            let progress_tx = tx.clone();
+            let summary = crate::antientropy::cycle::run_cycle(&shared, &ranges, move |p| {
+                let _ = progress_tx.send(Ok(p));
+            })
+            .await;
+            let _ = tx.send(Ok(crate::antientropy::cycle::summary_message(
+                shared.id(),
+                &summary,
+            )));
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        )))
+    }
+
     async fn node_status(
         &self,
         _request: Request<pb::NodeStatusRequest>,
@@ -420,6 +619,7 @@ impl NodeInternal for InternalService {
             hints_dropped: s.hints.dropped(),
             hints_expired: s.hints.expired(),
             restoring: s.restoring(),
+            anti_entropy: Some(anti_entropy_status(s)),
             read_repairs: s.counters.read_repairs.load(Ordering::Relaxed),
             hints_replayed: s.counters.hints_replayed.load(Ordering::Relaxed),
             clock_skew_rejections: s.hlc.skew_rejections(),
@@ -444,6 +644,65 @@ impl NodeInternal for InternalService {
                 records_skipped: st.records_skipped,
             }),
         }))
+    }
+}
+
+/// Arcs, branches or keys one anti-entropy call may name at most.
+pub const MAX_AAE_ITEMS: usize = 65_536;
+
+/// Refuses anti-entropy calls on a node that runs without it.
+fn require_anti_entropy(shared: &Shared) -> Result<(), Status> {
+    if shared.anti_entropy.enabled {
+        Ok(())
+    } else {
+        Err(to_status(
+            &Error::Precondition(format!(
+                "node {} runs with --no-anti-entropy: it keeps no hash trees and repairs nothing",
+                shared.id()
+            )),
+            Op::Read,
+        ))
+    }
+}
+
+/// Refuses a list longer than [`MAX_AAE_ITEMS`], naming the field.
+fn bounded(field: &'static str, len: usize) -> Result<(), Status> {
+    if len > MAX_AAE_ITEMS {
+        return Err(to_status(
+            &Error::invalid(field, format!("{len} items, at most {MAX_AAE_ITEMS}")),
+            Op::Read,
+        ));
+    }
+    Ok(())
+}
+
+fn arc_of(start: u64, end: u64) -> TokenArc {
+    TokenArc { start, end }
+}
+
+/// The anti-entropy figures NodeStatus reports.
+fn anti_entropy_status(s: &Shared) -> pb::AntiEntropyStatus {
+    let ae = &s.anti_entropy;
+    let f = &ae.figures;
+    let last = f.last();
+    let trees = ae.trees.state();
+    pb::AntiEntropyStatus {
+        enabled: ae.enabled,
+        last_repair_started_ms: last.started_ms,
+        last_repair_completed_ms: last.completed_ms,
+        repairs_completed: f.repairs_completed.load(Ordering::Relaxed),
+        last_repair_arcs: last.arcs,
+        exchanges: f.exchanges.load(Ordering::Relaxed),
+        exchanges_failed: f.exchanges_failed.load(Ordering::Relaxed),
+        keys_compared: f.keys_compared.load(Ordering::Relaxed),
+        keys_repaired: f.keys_repaired.load(Ordering::Relaxed),
+        bytes: f.bytes.load(Ordering::Relaxed),
+        arcs: trees.arcs,
+        arcs_built: trees.built,
+        tree_pairs: trees.pairs,
+        tree_bytes: trees.bytes,
+        rebuilding: trees.rebuilding,
+        rebuilds: trees.rebuilds_done,
     }
 }
 

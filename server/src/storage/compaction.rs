@@ -151,7 +151,10 @@ pub(crate) fn compact(
         inner.index.lock(&key).relocate_if_same(&key, &old, new);
     }
     for (key, old) in &dropped {
-        inner.index.lock(key).remove_if_same(key, old);
+        let mut shard = inner.index.lock(key);
+        if shard.remove_if_same(key, old) {
+            inner.observer.notify(key, Some(old.version), None);
+        }
     }
     {
         let mut segs = lock(&inner.segments);

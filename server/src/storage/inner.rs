@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     /// Compactions run to completion since open.
     pub compactions: AtomicU64,
     pub _lock: Box<dyn DirLock>,
+    /// Told of every change of a key's version, under the key's index shard lock.
+    pub observer: super::ObserverSlot,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -213,7 +215,7 @@ impl Inner {
             return Ok((Applied::Stale, 0));
         }
         let (seg, offset, seq) = self.append(&rec)?;
-        shard.put(
+        let old = shard.put(
             key,
             Loc {
                 seg,
@@ -230,6 +232,8 @@ impl Inner {
                     .then(|| Bytes::copy_from_slice(&entry.value)),
             },
         );
+        self.observer
+            .notify(key, old.map(|l| l.version), Some(entry.version));
         Ok((Applied::Stored, seq))
     }
 

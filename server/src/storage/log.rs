@@ -143,6 +143,15 @@ impl Engine for Log {
         self.inner.index.lock(key).map.get(key).map(|l| l.version)
     }
 
+    fn with_version(&self, key: &str, f: &mut dyn FnMut(Option<Version>)) {
+        let shard = self.inner.index.lock(key);
+        f(shard.map.get(key).map(|l| l.version));
+    }
+
+    fn attach_observer(&self, observer: std::sync::Arc<dyn super::ChangeObserver>) -> bool {
+        self.inner.observer.attach(observer)
+    }
+
     fn keys(&self) -> Vec<String> {
         let index = &self.inner.index;
         (0..index.shards())
@@ -169,7 +178,9 @@ impl Engine for Log {
                 return Ok(false);
             }
             let (_, _, seq) = inner.append(&rec)?;
-            shard.remove_up_to(key, up_to);
+            if let Some(old) = shard.remove_up_to(key, up_to) {
+                inner.observer.notify(key, Some(old.version), None);
+            }
             seq
         };
         inner.durable_if_always(seq)?;

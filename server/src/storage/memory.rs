@@ -16,6 +16,7 @@ pub struct Memory {
     shards: Vec<Mutex<HashMap<String, Entry>>>,
     max_version: Mutex<Version>,
     dead_bytes: AtomicU64,
+    observer: super::ObserverSlot,
 }
 
 impl Default for Memory {
@@ -31,6 +32,7 @@ impl Memory {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             max_version: Mutex::new(Version::default()),
             dead_bytes: AtomicU64::new(0),
+            observer: super::ObserverSlot::default(),
         }
     }
 
@@ -57,10 +59,13 @@ impl Engine for Memory {
                 Some(current) => {
                     self.dead_bytes
                         .fetch_add(record_bytes(key, current), Ordering::Relaxed);
+                    let old = current.version;
                     *current = entry;
+                    self.observer.notify(key, Some(old), Some(version));
                 }
                 None => {
                     shard.insert(key.to_owned(), entry);
+                    self.observer.notify(key, None, Some(version));
                 }
             }
         }
@@ -75,6 +80,15 @@ impl Engine for Memory {
 
     fn version_of(&self, key: &str) -> Option<Version> {
         self.shard(key).get(key).map(|e| e.version)
+    }
+
+    fn with_version(&self, key: &str, f: &mut dyn FnMut(Option<Version>)) {
+        let shard = self.shard(key);
+        f(shard.get(key).map(|e| e.version));
+    }
+
+    fn attach_observer(&self, observer: std::sync::Arc<dyn super::ChangeObserver>) -> bool {
+        self.observer.attach(observer)
     }
 
     fn keys(&self) -> Vec<String> {
@@ -94,7 +108,9 @@ impl Engine for Memory {
         let mut shard = self.shard(key);
         match shard.get(key) {
             Some(e) if e.version <= up_to => {
+                let old = e.version;
                 shard.remove(key);
+                self.observer.notify(key, Some(old), None);
                 Ok(true)
             }
             _ => Ok(false),

@@ -37,6 +37,7 @@ mod inner;
 pub mod io;
 mod log;
 mod memory;
+mod observer;
 pub mod record;
 mod recovery;
 mod segment;
@@ -51,6 +52,7 @@ pub use io::LOCK_FILE;
 pub use kvstore_proto::Version;
 pub use log::Log;
 pub use memory::Memory;
+pub use observer::{ChangeObserver, ObserverSlot};
 pub use segment::SEGMENT_SUFFIX;
 pub use simfs::{FaultOp, SimFs};
 pub use snapshot::SNAPSHOT_FILE;
@@ -101,6 +103,14 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Every stored key (values and tombstones), in no particular order.
     fn keys(&self) -> Vec<String>;
+
+    /// Calls `f` with the stored version of `key` while no change to `key` can interleave
+    /// (under the lock its changes are made and observed under).
+    fn with_version(&self, key: &str, f: &mut dyn FnMut(Option<Version>));
+
+    /// Attaches the observer told of every later change of a stored version (see
+    /// [`ChangeObserver`]); false when one is attached already.
+    fn attach_observer(&self, observer: std::sync::Arc<dyn ChangeObserver>) -> bool;
 
     /// Physically forgets `key` if its stored version is at most `up_to` (rebalancing hands a
     /// range to its new owners, then drops it here). A newer version is kept. Returns whether

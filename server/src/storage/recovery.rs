@@ -135,6 +135,7 @@ pub(crate) fn open(cfg: LogConfig) -> Result<Inner, StorageError> {
         fsync_latency: crate::instruments::Histogram::new(crate::instruments::FSYNC_BUCKETS),
         compactions: AtomicU64::new(0),
         _lock: dir_lock,
+        observer: Default::default(),
     };
     let s = &draft.counts;
     tracing::info!(
