@@ -539,6 +539,7 @@ async fn drive_and_report(
                 tls.as_ref(),
                 space.count(),
                 w,
+                scenario.run.final_repair,
                 &status,
                 &cancel,
             )
@@ -558,6 +559,7 @@ async fn finish_history(
     tls: Option<&kvstore_client::ClientTls>,
     keys: u64,
     w: &crate::scenario::WorkloadSpec,
+    final_repair: bool,
     status: &StatusLine,
     cancel: &AtomicBool,
 ) -> Result<(), LoadgenError> {
@@ -594,6 +596,10 @@ async fn finish_history(
                     .await?;
             }
             check_cancel(cancel)?;
+            if final_repair {
+                repair_everywhere(kv.client(), endpoints, status).await?;
+                check_cancel(cancel)?;
+            }
             // Route the final reads by the ring as it is now (joined nodes, left ones gone).
             kv.client()
                 .ring()
@@ -613,6 +619,54 @@ async fn finish_history(
         }
     }
     h.finish()
+}
+
+/// Cycles a node gets to complete a repair (its trees may still be building after a restart).
+const REPAIR_ATTEMPTS: u32 = 5;
+
+/// Runs a repair cycle on every live node in turn (`run.final_repair`), each until complete.
+async fn repair_everywhere(
+    client: &kvstore_client::Client,
+    endpoints: &[String],
+    status: &StatusLine,
+) -> Result<(), LoadgenError> {
+    for addr in endpoints {
+        let mut attempt = 1;
+        loop {
+            let s = client
+                .repair(addr, Vec::new(), |_| {})
+                .await
+                .map_err(|e| LoadgenError::History(format!("repair on {addr}: {e}")))?;
+            status.println(&format!(
+                "history: repair on {addr}: {} of {} arcs repaired, {} keys compared, {} \
+                 fetched, {} pushed, {} bytes, {} ms{}",
+                s.arcs_repaired,
+                s.arcs,
+                s.keys_compared,
+                s.keys_fetched,
+                s.keys_pushed,
+                s.bytes,
+                s.elapsed_ms,
+                if s.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", s.error)
+                }
+            ));
+            if s.complete {
+                break;
+            }
+            if attempt >= REPAIR_ATTEMPTS {
+                return Err(LoadgenError::History(format!(
+                    "repair on {addr} still incomplete after {attempt} cycles: {}",
+                    s.error
+                )));
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    Ok(())
 }
 
 /// A healed peer is ready again and every member holds every acknowledged write it will get.

@@ -13,7 +13,7 @@
 //! with mutual TLS everywhere (peers and clients, `[cluster] tls = true` in loadgen terms),
 //! both running in the same run, each as a ratio to the echo and TLS over plaintext.
 //! `KV_BENCH_CASES` picks groups (comma-separated): `n1` (one node), `n3` (three nodes), `tls`
-//! (the TLS comparison); all by default. `KV_BENCH_ONLY=TEXT` keeps, within those, the cases
+//! (the TLS comparison), `ae` (puts with and without the anti-entropy trees); all by default. `KV_BENCH_ONLY=TEXT` keeps, within those, the cases
 //! whose name contains TEXT and whose concurrency is `KV_BENCH_CONC` when that is set (to repeat
 //! one figure many times). `KV_BENCH_SERVER=PATH` runs another `kvstore-server` binary (an older build, to tell a
 //! server-side change from a client-side one with the same harness).
@@ -399,6 +399,11 @@ async fn start_cluster(nodes: u32, n: usize) -> Cluster {
 /// [`start_cluster`], with mutual TLS everywhere when `tls` (certificates made as
 /// `kvstore-server certs` makes them; client certificates required).
 async fn start_cluster_tls(nodes: u32, n: usize, tls: bool) -> Cluster {
+    start_cluster_with(nodes, n, tls, &[]).await
+}
+
+/// [`start_cluster_tls`] with `flags` added to every node's command line.
+async fn start_cluster_with(nodes: u32, n: usize, tls: bool, flags: &[&str]) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
     let certs = path.join("certs");
@@ -438,6 +443,8 @@ async fn start_cluster_tls(nodes: u32, n: usize, tls: bool) -> Cluster {
         } else {
             Vec::new()
         };
+        let mut extra = extra;
+        extra.extend(flags.iter().map(|f| f.to_string()));
         let (child, addr) = spawn_node(id, &path, n, seed.as_deref(), &extra);
         cluster.children.push(child);
         cluster.addrs.push(addr);
@@ -779,6 +786,9 @@ async fn run() {
     if wanted("tls") {
         tls_cost(&echo, &mut rows).await;
     }
+    if wanted("ae") {
+        tree_cost(&echo, &mut rows).await;
+    }
     print_table(&rows);
     print_tls_ratios(&rows);
     println!();
@@ -830,6 +840,43 @@ async fn tls_cost(echo: &Op, rows: &mut Vec<Row>) {
             let op = kv_op(client, ConsistencyLevel::Quorum, Mix::ReadHeavy(80));
             let (fe, cpu) = paired_with_cpu(&cluster.pids(), conc, echo, &op).await;
             record(rows, label, conc, fe, cpu);
+        }
+    }
+}
+
+/// The cost of keeping the anti-entropy trees on the write path: N=3 QUORUM puts on a
+/// cluster with them (the default) and on one started with `--no-anti-entropy`, interleaved.
+async fn tree_cost(echo: &Op, rows: &mut Vec<Row>) {
+    let with = start_cluster_with(3, 3, false, &[]).await;
+    let without = start_cluster_with(3, 3, false, &["--no-anti-entropy"]).await;
+    let wc = Client::connect(client_config(&with.addrs))
+        .await
+        .expect("client");
+    let nc = Client::connect(client_config(&without.addrs))
+        .await
+        .expect("client");
+    preload(&wc, ConsistencyLevel::Quorum).await;
+    preload(&nc, ConsistencyLevel::Quorum).await;
+    for conc in [1, 64] {
+        for (label, client, cluster) in [
+            ("trees: N=3 QUORUM put, with trees", &wc, &with),
+            ("trees: N=3 QUORUM put, --no-anti-entropy", &nc, &without),
+        ] {
+            let op = kv_op(client, ConsistencyLevel::Quorum, Mix::Put);
+            let (fe, cpu) = paired_with_cpu(&cluster.pids(), conc, echo, &op).await;
+            record(rows, label, conc, fe, cpu);
+        }
+    }
+    println!();
+    for conc in [1, 64] {
+        let w = ratio_of(rows, "trees: N=3 QUORUM put, with trees", conc);
+        let n = ratio_of(rows, "trees: N=3 QUORUM put, --no-anti-entropy", conc);
+        if let (Some(w), Some(n)) = (w, n) {
+            println!(
+                "tree cost N=3 QUORUM put c={conc}: with trees {w:.3} of echo, without {n:.3} of \
+                 echo, with/without {:.3}",
+                w / n
+            );
         }
     }
 }

@@ -328,6 +328,10 @@ pub struct RunSpec {
     /// Record every operation to `history.csv` for the checker, then quiesce and append final
     /// reads from every replica.
     pub record_history: bool,
+    /// Before the final reads, ask every live kvstore node for a repair cycle (what `kv
+    /// repair` does) and wait for each to complete: what an operator runs before checking
+    /// that replicas agree. Needs `record_history` and a kvstore cluster.
+    pub final_repair: bool,
 }
 
 impl Default for RunSpec {
@@ -343,6 +347,7 @@ impl Default for RunSpec {
             echo_s: 3,
             request_timeout_ms: 5_000,
             record_history: false,
+            final_repair: false,
         }
     }
 }

@@ -41,6 +41,15 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
             ),
         );
     }
+    if s.run.final_repair
+        && (!s.run.record_history || s.cluster.kind != crate::scenario::StoreKind::Kvstore)
+    {
+        return bad(
+            "run.final_repair",
+            "repairs before the history's final reads: it needs record_history = true and a \
+             kvstore cluster",
+        );
+    }
     if let Some(n) = &s.nemesis {
         super::nemesis::validate(s, n)?;
     }
