@@ -20,6 +20,8 @@
 //! | `kvstore_read_repairs_total`, `kvstore_speculative_reads_total` | counter | |
 //! | `kvstore_hints_pending`, `kvstore_hints_bytes`, `kvstore_hints_backlog_bytes` | gauge | |
 //! | `kvstore_hints_stored_total`, `kvstore_hints_replayed_total`, `kvstore_hints_dropped_total`, `kvstore_hints_expired_total` | counter | |
+//! | `kvstore_repair_exchanges_total`, `kvstore_repair_exchanges_failed_total`, `kvstore_repair_keys_compared_total`, `kvstore_repair_keys_repaired_total`, `kvstore_repair_bytes_total`, `kvstore_repairs_completed_total` | counter | |
+//! | `kvstore_repair_last_completed_timestamp_seconds`, `kvstore_repair_tree_bytes`, `kvstore_repair_tree_arcs`, `kvstore_repair_tree_arcs_built` | gauge | |
 //! | `kvstore_storage_keys`, `kvstore_storage_live_bytes`, `kvstore_storage_dead_bytes`, `kvstore_storage_segments` | gauge | |
 //! | `kvstore_storage_fsync_duration_seconds` | histogram | |
 //! | `kvstore_storage_compactions_total`, `kvstore_storage_recovery_records_skipped_total`, `kvstore_storage_recovery_records_truncated_total` | counter | |
@@ -180,6 +182,7 @@ impl Collector for NodeCollector {
         requests(enc, &s)?;
         replication(enc, &s)?;
         hints(enc, &s)?;
+        anti_entropy(enc, &s)?;
         storage(enc, &s)?;
         clock(enc, &s)?;
         membership(enc, &s)?;
@@ -328,6 +331,73 @@ fn hints(enc: &mut DescriptorEncoder, s: &Shared) -> fmt::Result {
         "kvstore_hints_expired",
         "Hints dropped because their write was older than the hint window.",
         h.expired(),
+    )
+}
+
+fn anti_entropy(enc: &mut DescriptorEncoder, s: &Shared) -> fmt::Result {
+    let ae = &s.anti_entropy;
+    let f = &ae.figures;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    counter(
+        enc,
+        "kvstore_repair_exchanges",
+        "Anti-entropy exchanges this node ran with a peer.",
+        load(&f.exchanges),
+    )?;
+    counter(
+        enc,
+        "kvstore_repair_exchanges_failed",
+        "Anti-entropy exchanges that failed (peer down or unreachable).",
+        load(&f.exchanges_failed),
+    )?;
+    counter(
+        enc,
+        "kvstore_repair_keys_compared",
+        "Keys listed in differing tree leaves, both sides.",
+        load(&f.keys_compared),
+    )?;
+    counter(
+        enc,
+        "kvstore_repair_keys_repaired",
+        "Keys copied by anti-entropy, fetched and pushed.",
+        load(&f.keys_repaired),
+    )?;
+    counter(
+        enc,
+        "kvstore_repair_bytes",
+        "Bytes of anti-entropy messages, sent and received.",
+        load(&f.bytes),
+    )?;
+    counter(
+        enc,
+        "kvstore_repairs_completed",
+        "Repair cycles that repaired every arc they covered.",
+        load(&f.repairs_completed),
+    )?;
+    gauge(
+        enc,
+        "kvstore_repair_last_completed_timestamp_seconds",
+        "When the last complete repair cycle ended (Unix seconds; 0: never).",
+        f.last().completed_ms as f64 / 1000.0,
+    )?;
+    let t = ae.trees.state();
+    gauge(
+        enc,
+        "kvstore_repair_tree_bytes",
+        "Heap bytes of the anti-entropy hash trees.",
+        t.bytes as f64,
+    )?;
+    gauge(
+        enc,
+        "kvstore_repair_tree_arcs",
+        "Arcs this node keeps a hash tree for.",
+        t.arcs as f64,
+    )?;
+    gauge(
+        enc,
+        "kvstore_repair_tree_arcs_built",
+        "Arcs whose hash tree is built (the others are skipped by exchanges).",
+        t.built as f64,
     )
 }
 
