@@ -130,7 +130,11 @@ impl Client {
     /// every known server in turn.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         config.validate()?;
-        let pool = Pool::new(config.connect_timeout, config.tls.clone());
+        let pool = Pool::new(
+            config.connect_timeout,
+            config.tls.clone(),
+            config.local_address,
+        );
         let seeds = config
             .seeds
             .iter()

@@ -35,6 +35,10 @@ pub struct ClientConfig {
     pub suspect_period: Duration,
     /// TLS to every node, when the cluster serves TLS.
     pub tls: Option<ClientTls>,
+    /// The local address every connection is opened from; `None` lets the system choose. A
+    /// test harness gives each client its own loopback address so that firewall rules can
+    /// tell the clients apart (partitions that cut clients off with their side).
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 /// TLS settings of a client: the CA that issued the nodes' certificates and, for clusters that
@@ -102,6 +106,7 @@ impl Default for ClientConfig {
             max_attempts: 8,
             suspect_period: Duration::from_secs(1),
             tls: None,
+            local_address: None,
         }
     }
 }

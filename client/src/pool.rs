@@ -89,6 +89,7 @@ pub(crate) fn endpoint(
     addr: &str,
     connect_timeout: Duration,
     tls: Option<&crate::config::ClientTls>,
+    local_address: Option<std::net::IpAddr>,
 ) -> Result<Endpoint, ClientError> {
     let mut endpoint = Endpoint::from_shared(endpoint_uri(addr, tls.is_some())).map_err(|e| {
         ClientError::InvalidArgument(format!("address {addr:?}: not a host:port ({e})"))
@@ -100,6 +101,7 @@ pub(crate) fn endpoint(
     }
     Ok(endpoint
         .connect_timeout(connect_timeout)
+        .local_address(local_address)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT))
@@ -111,16 +113,24 @@ pub(crate) struct Pool {
     nodes: Mutex<HashMap<String, Arc<Node>>>,
     connect_timeout: Duration,
     tls: Option<crate::config::ClientTls>,
+    /// Source address of every connection (`None`: the system's choice).
+    local_address: Option<std::net::IpAddr>,
     epoch: Instant,
 }
 
 impl Pool {
-    /// An empty pool whose connections time out connecting after `connect_timeout`.
-    pub fn new(connect_timeout: Duration, tls: Option<crate::config::ClientTls>) -> Self {
+    /// An empty pool whose connections time out connecting after `connect_timeout` and are
+    /// opened from `local_address` (when set).
+    pub fn new(
+        connect_timeout: Duration,
+        tls: Option<crate::config::ClientTls>,
+        local_address: Option<std::net::IpAddr>,
+    ) -> Self {
         Self {
             nodes: Mutex::new(HashMap::new()),
             connect_timeout,
             tls,
+            local_address,
             epoch: Instant::now(),
         }
     }
@@ -131,7 +141,13 @@ impl Pool {
         if let Some(node) = nodes.get(addr) {
             return Ok(Arc::clone(node));
         }
-        let channel = endpoint(addr, self.connect_timeout, self.tls.as_ref())?.connect_lazy();
+        let channel = endpoint(
+            addr,
+            self.connect_timeout,
+            self.tls.as_ref(),
+            self.local_address,
+        )?
+        .connect_lazy();
         let node = Arc::new(Node {
             addr: addr.to_string(),
             kv: KvStoreClient::new(channel.clone())
@@ -167,14 +183,14 @@ mod tests {
         );
         assert_eq!(endpoint_uri("http://h:1", false), "http://h:1");
         assert!(matches!(
-            endpoint("not an address", Duration::from_secs(1), None),
+            endpoint("not an address", Duration::from_secs(1), None, None),
             Err(ClientError::InvalidArgument(_))
         ));
     }
 
     #[tokio::test]
     async fn one_node_per_address_and_suspicion_expires() {
-        let pool = Pool::new(Duration::from_secs(1), None);
+        let pool = Pool::new(Duration::from_secs(1), None, None);
         let a = pool.get("127.0.0.1:1").expect("valid");
         let b = pool.get("127.0.0.1:1").expect("valid");
         assert!(Arc::ptr_eq(&a, &b), "connections are shared");
@@ -191,5 +207,27 @@ mod tests {
             !Arc::ptr_eq(&a, &c),
             "a dropped address gets a new connection"
         );
+    }
+
+    #[tokio::test]
+    async fn connections_come_from_the_local_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let from: std::net::IpAddr = "127.0.0.9".parse().expect("ip");
+        let pool = Pool::new(Duration::from_secs(1), None, Some(from));
+        let mut kv = pool.get(&addr).expect("valid").kv.clone();
+        // The listener speaks no HTTP/2: the request fails, but its connection shows where
+        // it came from.
+        let request = tokio::spawn(async move {
+            let _ = kv.get(kvstore_proto::pb::GetRequest::default()).await;
+        });
+        let (_, peer) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("a connection within 5 s")
+            .expect("accept");
+        assert_eq!(peer.ip(), from);
+        request.abort();
     }
 }

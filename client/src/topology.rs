@@ -142,7 +142,7 @@ mod tests {
 
     #[tokio::test]
     async fn ring_excludes_joining_and_left_members() {
-        let pool = Pool::new(std::time::Duration::from_secs(1), None);
+        let pool = Pool::new(std::time::Duration::from_secs(1), None, None);
         let seed = pool.get("127.0.0.1:9999").expect("valid");
         let ring = pb::RingStateResponse {
             ring_version: 7,

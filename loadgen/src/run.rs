@@ -382,10 +382,34 @@ async fn drive_and_report(
     let w = &scenario.workload;
     let timeout = Duration::from_millis(run.request_timeout_ms);
     let mut executors = Vec::with_capacity(run.clients as usize);
+    // With `clients = "follow"` partitions, client c connects from its own loopback address
+    // and starts at node c mod n (its home: the node it first talks to, for its ring), so the
+    // clients spread over the nodes and the partition can cut each off with its home's side.
+    let follow = match &cluster {
+        Some(Launched::Kv(c)) if scenario.partitions_clients() => Some(c),
+        _ => None,
+    };
+    let mut homes = Vec::new();
     for c in 0..run.clients {
-        let e =
-            StoreExecutor::connect(&scenario.cluster, endpoints, c, timeout, tls.clone()).await?;
+        let (seeds, local) = match follow {
+            Some(_) => {
+                let home = c as usize % endpoints.len().max(1);
+                let mut seeds = endpoints.to_vec();
+                seeds.rotate_left(home);
+                let ip = crate::cluster::partition::client_ip(c as usize);
+                homes.push((ip, home));
+                (seeds, Some(std::net::IpAddr::V4(ip)))
+            }
+            None => (endpoints.to_vec(), None),
+        };
+        let e = StoreExecutor::connect(&scenario.cluster, &seeds, c, timeout, tls.clone(), local)
+            .await?;
         executors.push(Arc::new(e));
+    }
+    if let Some(c) = follow {
+        c.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_clients(homes);
     }
     let pool = ValuePool::new(w.value_size.max() as usize, seed);
     let space = Arc::new(KeySpace::new(w.record_count, &w.key_prefix));

@@ -30,6 +30,7 @@ fn clock_fault(action: FaultAction, delta_ms: Option<i64>) -> FaultSpec {
         delay_ms: None,
         jitter_ms: None,
         bytes_per_sec: None,
+        clients: None,
     }
 }
 

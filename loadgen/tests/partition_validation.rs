@@ -1,11 +1,12 @@
 //! Validation of partition faults (`kind = "partition"`): each shape's nodes, `until_s`, the
 //! one-partition-at-a-time timeline, and where partitions cannot go (existing clusters, peer
-//! stores), each refused with the field and why; and the shipped partition scenarios parse.
+//! stores), `clients` ("all" or "follow", on a cut only), each refused with the field and why;
+//! and the shipped partition scenarios parse.
 
 use std::path::Path;
 
 use loadgen::LoadgenError;
-use loadgen::scenario::{FaultAction, Scenario};
+use loadgen::scenario::{FaultAction, PartitionClients, Scenario};
 
 const BASE: &str = r#"
 [cluster]
@@ -78,6 +79,61 @@ fn the_kind_is_required_and_matches_the_action() {
     let (field, why) = refuse(&fault("at_s = 1.0\naction = \"sever\""));
     assert_eq!(field, "fault.action");
     assert!(why.contains("unknown variant `sever`"), "{why}");
+}
+
+#[test]
+fn clients_is_all_or_follow_on_a_cut_only() {
+    let s = parse(&fault("at_s = 1.0\naction = \"isolate\"\nnode = 2")).expect("valid");
+    assert_eq!(s.faults[0].clients, None, "all is the default");
+    assert!(!s.partitions_clients());
+    for (value, want) in [
+        ("all", PartitionClients::All),
+        ("follow", PartitionClients::Follow),
+    ] {
+        for body in [
+            "action = \"isolate\"\nnode = 2",
+            "action = \"halves\"",
+            "action = \"bridge\"\nnode = 2",
+            "action = \"one_way\"\nnode = 0\nto = 1",
+            "action = \"ring\"",
+        ] {
+            let s = parse(&fault(&format!(
+                "at_s = 1.0\n{body}\nclients = \"{value}\"\nuntil_s = 5.0"
+            )))
+            .unwrap_or_else(|e| panic!("{body} clients = {value}: {e:?}"));
+            assert_eq!(s.faults[0].clients, Some(want));
+            assert_eq!(s.partitions_clients(), want == PartitionClients::Follow);
+            // The resolved scenario (scenario.toml of a run) keeps the field.
+            assert!(s.to_toml().contains(&format!("clients = \"{value}\"")));
+        }
+    }
+    let (field, why) = refuse(&fault(
+        "at_s = 1.0\naction = \"isolate\"\nnode = 2\nclients = \"majority\"",
+    ));
+    assert_eq!(field, "fault.clients");
+    assert!(
+        why.contains("unknown variant `majority`") && why.contains("`follow`"),
+        "{why}"
+    );
+    let (field, why) = refuse(&fault(
+        "at_s = 1.0\naction = \"isolate\"\nnode = 2\nclients = true",
+    ));
+    assert_eq!(field, "fault.clients", "{why}");
+    let (field, why) = refuse(&format!(
+        "{}{}",
+        fault("at_s = 1.0\naction = \"halves\"\nclients = \"follow\""),
+        fault("at_s = 4.0\naction = \"heal\"\nclients = \"follow\"")
+    ));
+    assert_eq!(field, "fault[1].clients");
+    assert!(why.contains("not heal"), "{why}");
+    let (field, why) =
+        refuse("[[fault]]\nat_s = 1.0\naction = \"kill\"\nnode = 1\nclients = \"follow\"\n");
+    assert_eq!(field, "fault[0].clients");
+    assert!(why.contains("only a partition that cuts"), "{why}");
+    let (field, _) = refuse(&link(
+        "at_s = 1.0\naction = \"loss\"\nnode = 0\nto = 1\nprobability = 0.5\nclients = \"follow\"",
+    ));
+    assert_eq!(field, "fault[0].clients");
 }
 
 #[test]
@@ -203,8 +259,8 @@ fn shipped_partition_scenarios_parse() {
         }
     }
     assert_eq!(
-        seen, 5,
-        "partition_isolate, _halves, _bridge, _one_way, _ring"
+        seen, 6,
+        "partition_isolate, _halves, _bridge, _one_way, _ring, _follow"
     );
 }
 

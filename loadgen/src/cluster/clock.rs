@@ -266,6 +266,7 @@ mod tests {
             delay_ms: None,
             jitter_ms: None,
             bytes_per_sec: None,
+            clients: None,
         }
     }
 

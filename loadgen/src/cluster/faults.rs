@@ -294,6 +294,7 @@ fn with_heals(mut faults: Vec<FaultSpec>) -> Vec<FaultSpec> {
                 delay_ms: None,
                 jitter_ms: None,
                 bytes_per_sec: None,
+                clients: None,
                 node: crate::scenario::NodeSelector::Named(crate::scenario::NodeKeyword::All),
                 ..f.clone()
             })
@@ -393,6 +394,7 @@ mod tests {
             delay_ms: None,
             jitter_ms: None,
             bytes_per_sec: None,
+            clients: None,
         }
     }
 

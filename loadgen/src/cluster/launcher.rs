@@ -24,7 +24,7 @@ use super::clock::{ClockProgram, NodeClock, faketime_env};
 use super::link_proxy::{LinkProxy, LinkShape};
 use super::partition::{self, Firewall};
 use super::small_disk::{SMALL_DISK_MIB, SmallDisk};
-use crate::scenario::{FaultAction, FaultSpec};
+use crate::scenario::{FaultAction, FaultSpec, PartitionClients};
 
 use crate::LoadgenError;
 use crate::scenario::{ClusterSpec, NodeState};
@@ -89,6 +89,11 @@ pub struct LocalCluster {
     /// One shaping proxy per directed link `(from, to)` between launched nodes, for a cluster
     /// started with `shape_links` (a run with `slow` link faults); at full speed until one.
     links: BTreeMap<(usize, usize), LinkProxy>,
+    /// The run's clients that partitions with `clients = "follow"` cut off with their home's
+    /// side: each one's source address and home node index ([`Self::set_clients`]).
+    clients: Vec<(std::net::Ipv4Addr, usize)>,
+    /// Whether the partition in force also cuts clients (its heal then counts their drops).
+    clients_cut: bool,
     // Removed on drop, after the processes (fields drop in order: nodes first).
     _data: tempfile::TempDir,
 }
@@ -257,6 +262,8 @@ impl LocalCluster {
             certs,
             firewall,
             links: BTreeMap::new(),
+            clients: Vec::new(),
+            clients_cut: false,
             _data: data,
         };
         if shape_links {
@@ -649,12 +656,54 @@ impl LocalCluster {
                 .to_string()
         })?;
         let Some(shape) = partition::shape_of(f) else {
+            let dropped = if self.clients_cut {
+                let clients: Vec<std::net::Ipv4Addr> =
+                    self.clients.iter().map(|&(a, _)| a).collect();
+                Some(fw.client_dropped_packets(|a| clients.contains(&a))?)
+            } else {
+                None
+            };
             fw.heal()?;
-            return Ok("healed".into());
+            self.clients_cut = false;
+            return Ok(match dropped {
+                Some(n) => format!("healed;client_packets_dropped={n}"),
+                None => "healed".into(),
+            });
         };
-        let links = partition::cut_links(&shape, self.nodes.len());
-        fw.cut(&links)?;
-        Ok(partition::describe(&links))
+        let n = self.nodes.len();
+        let links = partition::cut_links(&shape, n);
+        let follow = f.clients == Some(PartitionClients::Follow);
+        if follow && self.clients.is_empty() {
+            return Err(
+                "clients = \"follow\" needs the run's clients on addresses of their own \
+                 (none were registered)"
+                    .into(),
+            );
+        }
+        let client_cuts = if follow {
+            let homes: Vec<usize> = self.clients.iter().map(|&(_, h)| h).collect();
+            partition::client_cuts(&links, n, &homes)
+        } else {
+            Default::default()
+        };
+        let addrs: Vec<std::net::Ipv4Addr> = self.clients.iter().map(|&(a, _)| a).collect();
+        fw.cut_with_clients(&links, &client_cuts, &addrs)?;
+        self.clients_cut = follow;
+        let mut detail = partition::describe(&links);
+        if follow {
+            detail.push_str(&format!(
+                ";clients=follow;client_cuts={}",
+                partition::describe_clients(&client_cuts)
+            ));
+        }
+        Ok(detail)
+    }
+
+    /// Registers the run's clients for partitions with `clients = "follow"`: client `c`
+    /// connects from `clients[c].0` and its home (the node it first talked to) is node
+    /// `clients[c].1`.
+    pub fn set_clients(&mut self, clients: Vec<(std::net::Ipv4Addr, usize)>) {
+        self.clients = clients;
     }
 
     /// Applies link fault `f` (loss on the directed link `node` -> `to`, or restore); says

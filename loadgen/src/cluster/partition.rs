@@ -6,7 +6,18 @@
 //! address. A cut link A->B is an iptables rule dropping every packet from A's address to B's;
 //! over TCP that stalls A's connections to B and B's to A alike (their ACKs are dropped), which
 //! is what a one-way partition does to a real TCP application. Clients reach every node from
-//! `127.0.0.1`, which no rule names: partitions are between nodes only.
+//! `127.0.0.1`, which no rule names: partitions are between nodes only, unless the fault says
+//! `clients = "follow"`.
+//!
+//! With `clients = "follow"` each client connects from its own loopback address
+//! ([`client_ip`]: `127.0.1.1`, `.2`, ...) and has a home node, the node it first talked to
+//! (its first seed). At the cut, every packet between a client and a node off its home's side
+//! is dropped too ([`client_cuts`], [`Firewall::cut_with_clients`]), in the same chain, so the heal
+//! ends both. A home's side is the nodes it reaches: itself and every node its link to is not
+//! cut. For the symmetric shapes that is its part (isolate: the node alone or the others;
+//! halves: its half; bridge: its half and the bridge, the bridge everyone; ring: itself and
+//! its two neighbours); for one_way, a client homed on `node` loses `to`, and a client homed
+//! on `to` keeps every node (its home's packets to `node` flow).
 //!
 //! The rules live in a chain of their own ([`CHAIN`]) inside a network namespace the run
 //! creates for itself (`unshare --net`, root only), so they touch nothing outside the run and
@@ -122,6 +133,50 @@ pub fn describe(links: &BTreeSet<(usize, usize)>) -> String {
     format!("cut {}", list.join(" "))
 }
 
+/// The nodes node `home` reaches while `links` are cut, over `n` nodes: itself and every
+/// node its directed link to is not cut.
+pub fn side_of(home: usize, links: &BTreeSet<(usize, usize)>, n: usize) -> BTreeSet<usize> {
+    (0..n)
+        .filter(|&j| j == home || !links.contains(&(home, j)))
+        .collect()
+}
+
+/// `(client, node)` pairs cut off by a partition with `clients = "follow"`: each client
+/// (index into `homes`, which holds each client's home node) loses every node off its home's
+/// side ([`side_of`]). A home beyond `n` (a node that has left) keeps its client whole.
+pub fn client_cuts(
+    links: &BTreeSet<(usize, usize)>,
+    n: usize,
+    homes: &[usize],
+) -> BTreeSet<(usize, usize)> {
+    let mut cuts = BTreeSet::new();
+    for (client, &home) in homes.iter().enumerate() {
+        if home >= n {
+            continue;
+        }
+        let side = side_of(home, links, n);
+        cuts.extend((0..n).filter(|j| !side.contains(j)).map(|j| (client, j)));
+    }
+    cuts
+}
+
+/// Client cuts for `faults.csv`: `c2-0 c2-1` (client 2 cut off from nodes 0 and 1, both
+/// ways); `none` when the shape leaves every client its whole cluster.
+pub fn describe_clients(cuts: &BTreeSet<(usize, usize)>) -> String {
+    if cuts.is_empty() {
+        return "none".into();
+    }
+    let list: Vec<String> = cuts.iter().map(|(c, j)| format!("c{c}-{j}")).collect();
+    list.join(" ")
+}
+
+/// The loopback address client `c` (0-based) connects from in a run whose partitions cut
+/// clients (`clients = "follow"`): `127.0.1.1` on, 250 a block (up to 1024 clients stay below
+/// `127.0.6.0`), apart from the nodes' `127.0.0.x` and from `127.0.0.1`.
+pub fn client_ip(c: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 1 + (c / 250) as u8, 1 + (c % 250) as u8)
+}
+
 /// The loopback address node `i` (0-based) listens on in a partitionable run.
 pub fn node_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, 11 + i as u8)
@@ -196,14 +251,61 @@ impl Firewall {
 
     /// Cuts `links` (pairs of node indexes), replacing whatever was cut before.
     pub fn cut(&self, links: &BTreeSet<(usize, usize)>) -> Result<(), String> {
-        self.heal()?;
+        self.cut_with_clients(links, &BTreeSet::new(), &[])
+    }
+
+    /// Cuts `links` and, for each `(c, j)` of `client_cuts`, the packets between client `c`
+    /// (at address `clients[c]`) and node `j`, both ways; replaces whatever was cut before.
+    /// One `iptables-restore` transaction: the whole partition lands at once, so no request
+    /// slips through a half-installed cut (one `iptables` call per rule takes milliseconds
+    /// each). Heal removes it all.
+    pub fn cut_with_clients(
+        &self,
+        links: &BTreeSet<(usize, usize)>,
+        client_cuts: &BTreeSet<(usize, usize)>,
+        clients: &[Ipv4Addr],
+    ) -> Result<(), String> {
+        let mut rules = format!("*filter\n-F {CHAIN}\n");
+        let mut drop = |src: Ipv4Addr, dst: Ipv4Addr| {
+            rules.push_str(&format!("-A {CHAIN} -s {src} -d {dst} -j DROP\n"));
+        };
         for &(a, b) in links {
-            let (src, dst) = (node_ip(a).to_string(), node_ip(b).to_string());
-            run(&[
-                "iptables", "-A", CHAIN, "-s", &src, "-d", &dst, "-j", "DROP",
-            ])?;
+            drop(node_ip(a), node_ip(b));
         }
-        Ok(())
+        for &(c, j) in client_cuts {
+            let client = *clients
+                .get(c)
+                .ok_or_else(|| format!("client {c} has no address"))?;
+            drop(client, node_ip(j));
+            drop(node_ip(j), client);
+        }
+        rules.push_str("COMMIT\n");
+        restore(&rules)
+    }
+
+    /// Packets the rules in force dropped between a client (an address `is_client` accepts)
+    /// and a node, summed (iptables counters).
+    pub fn client_dropped_packets(
+        &self,
+        is_client: impl Fn(Ipv4Addr) -> bool,
+    ) -> Result<u64, String> {
+        let out = Command::new("iptables")
+            .args(["-L", CHAIN, "-n", "-v", "-x"])
+            .output()
+            .map_err(|e| format!("cannot run iptables: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                // pkts bytes target prot opt in out source destination
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let (pkts, target) = (cols.first()?, cols.get(2)?);
+                let src: Ipv4Addr = cols.get(7)?.parse().ok()?;
+                let dst: Ipv4Addr = cols.get(8)?.parse().ok()?;
+                (*target == "DROP" && (is_client(src) || is_client(dst)))
+                    .then(|| pkts.parse::<u64>().ok())?
+            })
+            .sum())
     }
 
     /// Removes every cut.
@@ -292,6 +394,35 @@ impl Firewall {
     }
 }
 
+/// Applies `rules` (iptables-restore format) in one transaction, leaving other chains alone.
+fn restore(rules: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut child = Command::new("iptables-restore")
+        .arg("--noflush")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run iptables-restore: {e}"))?;
+    let written = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(rules.as_bytes()))
+        .unwrap_or(Ok(()));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("iptables-restore: {e}"))?;
+    written.map_err(|e| format!("cannot feed iptables-restore: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "iptables-restore failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 fn dropped_in(chain: &str) -> Result<u64, String> {
     let out = Command::new("iptables")
         .args(["-L", chain, "-n", "-v", "-x"])
@@ -361,6 +492,44 @@ mod tests {
         assert_eq!(cut.len(), 5 * 2);
         // 3 nodes: everyone is a neighbour, nothing is cut.
         assert!(cut_links(&Shape::Ring, 3).is_empty());
+    }
+
+    #[test]
+    fn a_client_follows_the_side_its_home_reaches() {
+        // 3 nodes, node 2 isolated; clients homed on 0, 1, 2, 2.
+        let cut = cut_links(&Shape::Isolate { node: 2 }, 3);
+        assert_eq!(
+            client_cuts(&cut, 3, &[0, 1, 2, 2]),
+            links(&[(0, 2), (1, 2), (2, 0), (2, 1), (3, 0), (3, 1)])
+        );
+        // Halves of 5: {0,1,2} / {3,4}.
+        let cut = cut_links(&Shape::Halves, 5);
+        assert_eq!(side_of(1, &cut, 5), BTreeSet::from([0, 1, 2]));
+        assert_eq!(side_of(4, &cut, 5), BTreeSet::from([3, 4]));
+        // Bridge 2 of 5: the bridge reaches everyone, a half its half and the bridge.
+        let cut = cut_links(&Shape::Bridge { bridge: 2 }, 5);
+        assert_eq!(side_of(2, &cut, 5).len(), 5);
+        assert_eq!(side_of(0, &cut, 5), BTreeSet::from([0, 1, 2]));
+        // one_way 0 -> 1: a client homed on 0 loses 1, one homed on 1 keeps everything.
+        let cut = cut_links(&Shape::OneWay { from: 0, to: 1 }, 3);
+        assert_eq!(client_cuts(&cut, 3, &[0, 1]), links(&[(0, 1)]));
+        // Ring of 5: a node's neighbours.
+        let cut = cut_links(&Shape::Ring, 5);
+        assert_eq!(side_of(0, &cut, 5), BTreeSet::from([0, 1, 4]));
+        // A home that has left the cluster cuts nothing.
+        assert!(client_cuts(&cut, 5, &[7]).is_empty());
+        assert_eq!(describe_clients(&links(&[(2, 0), (2, 1)])), "c2-0 c2-1");
+        assert_eq!(describe_clients(&BTreeSet::new()), "none");
+    }
+
+    #[test]
+    fn client_addresses_are_loopback_and_apart_from_the_nodes() {
+        assert_eq!(client_ip(0), Ipv4Addr::new(127, 0, 1, 1));
+        assert_eq!(client_ip(249), Ipv4Addr::new(127, 0, 1, 250));
+        assert_eq!(client_ip(250), Ipv4Addr::new(127, 0, 2, 1));
+        let all: BTreeSet<Ipv4Addr> = (0..1024).map(client_ip).collect();
+        assert_eq!(all.len(), 1024);
+        assert!(all.iter().all(|a| a.is_loopback() && a.octets()[2] != 0));
     }
 
     #[test]

@@ -26,18 +26,20 @@ pub enum StoreExecutor {
 }
 
 impl StoreExecutor {
-    /// Connects client number `client` to `endpoints` of the store `spec.kind`.
+    /// Connects client number `client` to `endpoints` of the store `spec.kind`; a kvstore
+    /// client connects from `local_address` when set (the other stores ignore it).
     pub async fn connect(
         spec: &ClusterSpec,
         endpoints: &[String],
         client: u32,
         request_timeout: Duration,
         tls: Option<kvstore_client::ClientTls>,
+        local_address: Option<std::net::IpAddr>,
     ) -> Result<Self, LoadgenError> {
         let cannot = |e: String| LoadgenError::Cluster(format!("client cannot connect: {e}"));
         Ok(match spec.kind {
             StoreKind::Kvstore => Self::Kv(
-                KvExecutor::connect(endpoints, request_timeout, tls)
+                KvExecutor::connect(endpoints, request_timeout, tls, local_address)
                     .await
                     .map_err(|e| cannot(e.to_string()))?,
             ),

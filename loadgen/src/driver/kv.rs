@@ -16,15 +16,18 @@ pub struct KvExecutor {
 }
 
 impl KvExecutor {
-    /// Connects a new client (its own connections) to `seeds`.
+    /// Connects a new client (its own connections) to `seeds`, from `local_address` when set
+    /// (so that partition rules can tell this client apart).
     pub async fn connect(
         seeds: &[String],
         request_timeout: std::time::Duration,
         tls: Option<kvstore_client::ClientTls>,
+        local_address: Option<std::net::IpAddr>,
     ) -> Result<Self, ClientError> {
         let config = ClientConfig {
             request_timeout,
             tls,
+            local_address,
             ..ClientConfig::with_seeds(seeds.iter().cloned())
         };
         Ok(Self {

@@ -542,6 +542,29 @@ pub enum FaultKind {
     Link,
 }
 
+/// Which nodes the clients reach while a partition is in force (`clients` of a partition
+/// fault).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionClients {
+    /// Every node: the partition is between nodes only (the default).
+    #[default]
+    All,
+    /// Only the side of the client's home node (the node it first talked to): the nodes that
+    /// node reaches. Packets from the client to the other nodes are dropped like the cut links.
+    Follow,
+}
+
+impl PartitionClients {
+    /// The name as scenarios spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Follow => "follow",
+        }
+    }
+}
+
 /// Which node a fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -606,6 +629,9 @@ pub struct FaultSpec {
     /// Link slow: bytes per second each direction of the link carries at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_per_sec: Option<u64>,
+    /// Partitions: which nodes the clients reach while it is in force. [default: all]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<PartitionClients>,
 }
 
 fn all_nodes() -> NodeSelector {
@@ -627,6 +653,14 @@ impl Scenario {
     /// `slow` link fault).
     pub fn shapes_links(&self) -> bool {
         link_faults::shapes_links(self)
+    }
+
+    /// True when a partition fault cuts the clients off with their home node's side
+    /// (`clients = "follow"`): each client then connects from its own loopback address.
+    pub fn partitions_clients(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.clients == Some(PartitionClients::Follow))
     }
 
     /// True when a fault (fixed or a `[nemesis]` kind) cuts or degrades links between nodes:

@@ -101,6 +101,7 @@ fn spec(at_s: f64, action: FaultAction, node: u32, kind: Option<FaultKind>) -> F
         delay_ms: None,
         jitter_ms: None,
         bytes_per_sec: None,
+        clients: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Validation of partition faults (`[[fault]] kind = "partition"`, actions isolate, halves,
-//! bridge, one_way, ring, heal): the nodes each shape needs, `until_s`, the fields other fault
-//! kinds own, and the timeline (one partition in force at a time: a new shape replaces nothing
+//! bridge, one_way, ring, heal): the nodes each shape needs, `until_s`, `clients` (`"all"` or
+//! `"follow"`, on a cut only; any other value is refused by serde, naming the field), the
+//! fields other fault kinds own, and the timeline (one partition in force at a time: a new shape replaces nothing
 //! silently, a heal needs a cut to heal). Partitions leave the nodes' processes alone, so they
 //! take no part in the kill/restart/pause/resume state machine.
 //!
@@ -9,6 +10,25 @@
 
 use super::invalid::{Invalid, bad};
 use super::{FaultAction, FaultKind, FaultSpec, NodeKeyword, NodeSelector, Scenario, StoreKind};
+
+/// Checks `clients` of any fault `f`: only a partition that cuts takes it (its value, `"all"`
+/// or `"follow"`, serde has checked).
+pub(super) fn validate_clients(
+    f: &FaultSpec,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(), Invalid> {
+    if f.clients.is_some() && (!f.action.is_partition() || f.action == FaultAction::Heal) {
+        return bad(
+            &field("clients"),
+            format!(
+                "only a partition that cuts (isolate, halves, bridge, one_way, ring) takes it, \
+                 not {} (a heal ends the clients' cuts with the rest)",
+                f.action.name()
+            ),
+        );
+    }
+    Ok(())
+}
 
 /// Checks `f`; `Ok(true)` when it is a (valid) partition fault, `Ok(false)` for another kind
 /// carrying no partition field.

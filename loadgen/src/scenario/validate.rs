@@ -372,6 +372,8 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
                 ),
             );
         }
+        // Before the link faults, which own their fields and return early.
+        super::partition_faults::validate_clients(f, &field)?;
         if super::link_faults::validate(s, f, &field)? {
             // A lossy link: checked there (its timeline too); it leaves processes alone.
             continue;
