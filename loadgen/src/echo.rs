@@ -19,11 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kvstore_client::ErrorKind;
 use kvstore_proto::limits::GRPC_MESSAGE_LIMIT;
-use kvstore_proto::pb::{
-    EchoMessage,
-    echo_client::EchoClient,
-    echo_server::{Echo, EchoServer},
-};
+use kvstore_proto::pb::{EchoMessage, echo_client::EchoClient};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::LoadgenError;
@@ -31,35 +27,9 @@ use crate::driver::{DriveSpec, Executor, OpReport, Stop, drive};
 use crate::generator::{KeySpace, Op, OpGenerator, ValuePool};
 use crate::measure::Aggregate;
 use crate::scenario::WorkloadSpec;
-use kvstore_server::process::{Announcement, ChildProcess};
+use kvstore_harness::process::{Announcement, ChildProcess};
 
-/// The echo service: answers with the request.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct EchoService;
-
-#[tonic::async_trait]
-impl Echo for EchoService {
-    async fn echo(
-        &self,
-        request: tonic::Request<EchoMessage>,
-    ) -> Result<tonic::Response<EchoMessage>, tonic::Status> {
-        Ok(tonic::Response::new(request.into_inner()))
-    }
-}
-
-/// Serves the echo service on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), tonic::transport::Error> {
-    // TCP_NODELAY on every accepted connection: without it Nagle and delayed ACKs add ~40 ms.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(
-            EchoServer::new(EchoService)
-                .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
-                .max_encoding_message_size(GRPC_MESSAGE_LIMIT),
-        )
-        .serve_with_incoming(incoming)
-        .await
-}
+pub use kvstore_harness::echo::{EchoService, serve};
 
 /// Maps a gRPC status to the error classes loadgen counts.
 pub fn classify(status: &tonic::Status) -> ErrorKind {

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kvstore_client::{Client, ClientConfig, ConsistencyLevel, WriteOptions};
+use kvstore_harness::process::{Launcher, NodeProcess, server_binary};
 use kvstore_proto::pb;
-use kvstore_server::process::{Launcher, NodeProcess, server_binary};
 
 const VALUE_BYTES: usize = 100;
 const CONCURRENCY: usize = 128;

@@ -20,12 +20,13 @@
 //!
 //! Bounded: each case runs `KV_BENCH_SECS` seconds (default 3), cut into slices that
 //! alternate with the echo ceiling so both see the same machine load; every
-//! process started is killed (by its pid, via `Child::kill`) when the bench ends or panics.
+//! process started is killed (by its pid, by the harness's `NodeProcess`) when the bench ends or
+//! panics.
 //! Run with `cargo bench -p kvstore-server --bench cluster`.
 
+use kvstore_harness::process::{Launcher, NodeProcess, server_binary};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,8 +35,6 @@ use hdrhistogram::Histogram;
 use kvstore_client::{
     Client, ClientConfig, ClientTls, ConsistencyLevel, ReadOptions, WriteOptions, pb,
 };
-use kvstore_proto::limits::GRPC_MESSAGE_LIMIT;
-use tokio::net::TcpListener;
 
 /// Size of every value and echo payload.
 const VALUE_BYTES: usize = 1024;
@@ -189,48 +188,9 @@ async fn paired(concurrency: usize, echo: &Op, case: &Op) -> (Figures, Figures) 
 // The echo ceiling
 // ------------------------------------------------------------------------------------------
 
-struct EchoService;
-
-#[tonic::async_trait]
-impl pb::echo_server::Echo for EchoService {
-    async fn echo(
-        &self,
-        request: tonic::Request<pb::EchoMessage>,
-    ) -> Result<tonic::Response<pb::EchoMessage>, tonic::Status> {
-        Ok(tonic::Response::new(request.into_inner()))
-    }
-}
-
-/// Serves `Echo` on a free 127.0.0.1 port, on its own runtime and threads (as a separate
-/// server process would have), so the ceiling is not starved by the bench's client tasks.
+/// The echo ceiling on its own threads (see [`kvstore_harness::echo::start_in_thread`]).
 fn start_echo() -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("echo runtime");
-        runtime.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
-            tx.send(listener.local_addr().expect("addr"))
-                .expect("report addr");
-            // Accepted sockets need TCP_NODELAY set here: `Server::tcp_nodelay` only applies
-            // to listeners tonic binds itself. Without it a lone request waits ~40 ms for a
-            // delayed ACK.
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let service = pb::echo_server::EchoServer::new(EchoService)
-                .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
-                .max_encoding_message_size(GRPC_MESSAGE_LIMIT);
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await
-                .expect("echo server");
-        });
-    });
-    rx.recv().expect("echo server address")
+    kvstore_harness::echo::start_in_thread()
 }
 
 /// A channel to `addr` with Nagle off, as the client library opens them.
@@ -302,7 +262,8 @@ async fn paired_with_cpu(
 
 /// The started server processes; killed (by pid) and reaped on drop, even on a panic.
 struct Cluster {
-    children: Vec<Child>,
+    /// Killed when dropped.
+    children: Vec<NodeProcess>,
     addrs: Vec<String>,
     /// What a client needs for a TLS cluster.
     tls: Option<ClientTls>,
@@ -312,82 +273,37 @@ struct Cluster {
 impl Cluster {
     /// The servers' process ids.
     fn pids(&self) -> Vec<u32> {
-        self.children.iter().map(Child::id).collect()
+        self.children.iter().filter_map(NodeProcess::pid).collect()
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts one node on a free port (`--listen 127.0.0.1:0`) and waits for its `ready` line;
-/// returns the process and the address it printed.
-fn spawn_node(
-    id: u32,
-    dir: &Path,
-    n: usize,
-    join: Option<&str>,
-    extra: &[String],
-) -> (Child, String) {
-    let data = dir.join(format!("node{id}"));
+/// Starts one node on a free port (`--listen 127.0.0.1:0`) through the test harness's
+/// launcher and waits for it to be ready.
+fn spawn_node(id: u32, dir: &Path, n: usize, join: Option<&str>, extra: &[String]) -> NodeProcess {
     let binary = std::env::var_os("KV_BENCH_SERVER").map_or_else(
         || env!("CARGO_BIN_EXE_kvstore-server").into(),
         std::path::PathBuf::from,
     );
-    let mut cmd = Command::new(binary);
-    cmd.arg("--node-id")
-        .arg(id.to_string())
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--replication-factor")
-        .arg(n.to_string())
-        .arg("--fsync")
-        .arg("never")
-        .arg("--cluster-secret")
-        .arg(SECRET)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut flags: Vec<String> = [
+        "--replication-factor",
+        &n.to_string(),
+        "--fsync",
+        "never",
+        "--cluster-secret",
+        SECRET,
+    ]
+    .iter()
+    .map(|f| f.to_string())
+    .collect();
     if let Some(seed) = join {
-        cmd.arg("--join").arg(seed);
+        flags.extend(["--join".to_string(), seed.to_string()]);
     }
-    cmd.args(extra);
-    let mut child = cmd.spawn().expect("start kvstore-server");
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            // Keep draining so the server never blocks on a full pipe.
-            let _ = tx.send(line);
-        }
-    });
-    let until = Instant::now() + Duration::from_secs(60);
-    let mut addr = None;
-    loop {
-        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.starts_with("listening on ") => {
-                addr = Some(line["listening on ".len()..].trim().to_string());
-            }
-            Ok(line) if line.trim() == "ready" && addr.is_some() => break,
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("kvstore-server {id} not ready within 60 s");
-            }
-        }
-    }
-    (child, addr.expect("checked"))
+    flags.extend(extra.iter().cloned());
+    Launcher::new(server_binary(binary))
+        .with_env("RUST_LOG", "warn")
+        .with_start_timeout(Duration::from_secs(60))
+        .start(id, "127.0.0.1:0", dir.join(format!("node{id}")), &flags)
+        .unwrap_or_else(|e| panic!("kvstore-server {id}: {e}"))
 }
 
 /// Starts `nodes` servers with replication factor `n` (node 1 first, the others joining it)
@@ -445,9 +361,9 @@ async fn start_cluster_with(nodes: u32, n: usize, tls: bool, flags: &[&str]) -> 
         };
         let mut extra = extra;
         extra.extend(flags.iter().map(|f| f.to_string()));
-        let (child, addr) = spawn_node(id, &path, n, seed.as_deref(), &extra);
-        cluster.children.push(child);
-        cluster.addrs.push(addr);
+        let node = spawn_node(id, &path, n, seed.as_deref(), &extra);
+        cluster.addrs.push(node.addr.clone());
+        cluster.children.push(node);
     }
     wait_up(&cluster.addrs, nodes as usize, cluster.tls.as_ref()).await;
     cluster

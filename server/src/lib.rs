@@ -15,7 +15,6 @@
 //! - [`admission`]: the budget of client requests and bytes a node works on at once;
 //! - [`node`]: [`node::run`], a node on an already-bound listener;
 //! - [`cli`]: the `kvstore-server` command line ([`cli::main`]);
-//! - [`process`]: a node as a child process (for loadgen's launcher and integration tests).
 //!
 //! Decision logic (placement, quorum counting, member merge and health) is synchronous code
 //! taking time and messages as arguments; the tasks around it only move messages.
@@ -31,7 +30,6 @@ pub mod hlc;
 pub mod instruments;
 pub mod metrics;
 pub mod node;
-pub mod process;
 pub mod replication;
 pub mod service;
 pub mod storage;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvstore_client::{Client, ClientConfig, pb};
-pub use kvstore_server::process::NodeProcess as Node;
-use kvstore_server::process::{Launcher, NodeCommand};
+pub use kvstore_harness::process::NodeProcess as Node;
+use kvstore_harness::process::{Launcher, NodeCommand};
 
 /// Set (to the server's arguments, separated by [`ARG_SEP`]) when this process is a server.
 pub const SERVER_ARGS_ENV: &str = "KV_CLIENT_TEST_SERVER_ARGS";

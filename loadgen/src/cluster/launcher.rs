@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kvstore_client::{Client, ClientConfig, ClientTls, ConsistencyLevel, pb};
-use kvstore_server::process::ChildProcess;
+use kvstore_harness::process::ChildProcess;
 
 use super::clock::{ClockProgram, NodeClock, faketime_env};
 use super::link_proxy::{LinkProxy, LinkShape};

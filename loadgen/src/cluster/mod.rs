@@ -2,7 +2,7 @@
 //! an existing cluster; and the [`faults`] timeline that kills, restarts, pauses and resumes
 //! nodes mid-run, moves their wall clocks ([`clock`], through libfaketime), damages the files of
 //! stopped ones ([`disk`]) and fills the disks of running ones ([`small_disk`]). The processes
-//! themselves are [`kvstore_server::process::ChildProcess`]es (killed on drop, signalled by PID
+//! themselves are [`kvstore_harness::process::ChildProcess`]es (killed on drop, signalled by PID
 //! only), shared with the integration tests. [`peers`] launches Redis and etcd the same way, and
 //! [`Launched`] is whichever a run started; [`partition`] cuts links between nodes and
 //! [`link_proxy`] slows them; [`membership`] joins, leaves, wipes and replaces nodes.

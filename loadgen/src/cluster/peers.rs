@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kvstore_server::process::ChildProcess;
+use kvstore_harness::process::ChildProcess;
 
 use crate::LoadgenError;
 use crate::driver::etcd;

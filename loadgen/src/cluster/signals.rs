@@ -2,7 +2,7 @@
 //! with the state loadgen keeps for it. The kvstore launcher and the peer launcher (Redis,
 //! etcd) each own their processes; what a signal does to one, and to its state, is the same.
 
-use kvstore_server::process::ChildProcess;
+use kvstore_harness::process::ChildProcess;
 
 use crate::scenario::NodeState;
 

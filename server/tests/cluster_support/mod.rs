@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use kvstore_harness::process::NodeProcess as Node;
+use kvstore_harness::process::{Launcher, server_binary};
 use kvstore_proto::pb;
 use kvstore_proto::pb::kv_store_client::KvStoreClient;
 use kvstore_proto::pb::node_internal_client::NodeInternalClient;
-pub use kvstore_server::process::NodeProcess as Node;
-use kvstore_server::process::{Launcher, server_binary};
 use tonic::transport::Channel;
 
 /// Generous: the machine is shared with other engineers' builds.

@@ -1,15 +1,14 @@
 //! kvstore programs run as child processes: a node (or loadgen's echo server) started as its
 //! own OS process, so SIGKILL, SIGSTOP and restarts are exactly what an operator would do, and
-//! signalled only through the PID it was given (never by name). loadgen's local launcher and
-//! the integration tests of every crate start their nodes through here, which is why it lives
-//! in the library and not in one crate's test directory.
+//! signalled only through the PID it was given (never by name). loadgen's local launcher, the
+//! benchmarks and the integration tests of every crate start their nodes through here.
 //!
 //! A [`ChildProcess`] is killed (SIGKILL, then reaped) when dropped, so an error or a panic
 //! leaves nothing running; on Linux the child also gets `PR_SET_PDEATHSIG`, so even a
 //! SIGKILLed parent leaks no node. [`NodeProcess`] adds what a node is: an id, and an address
 //! and data directory that a restart comes back to.
 //!
-//! A node announces itself on stdout: `listening on ADDR` once bound (see [`crate::cli`]), then
+//! A node announces itself on stdout: `listening on ADDR` once bound (see `kvstore_server::cli`), then
 //! `ready` once it serves. The match is on the line's content rather than its whole text
 //! because a test harness re-executed as a server may print its own text before them.
 
