@@ -70,6 +70,20 @@ impl KvService {
         })
     }
 
+    /// Refuses to coordinate a read while this node's clock is judged unhealthy (recomputed
+    /// first when the wall clock jumped).
+    fn refuse_reads_on_unhealthy_clock(&self) -> Result<()> {
+        let verdict = self.shared.clock_verdict();
+        if verdict.state == ClockState::Unhealthy {
+            return Err(Error::ClockUnsafe {
+                node: self.shared.id(),
+                state: verdict.state.name(),
+                reason: verdict.reason,
+            });
+        }
+        Ok(())
+    }
+
     /// The bytes of a request of `bytes` beyond the `charged` ones it was admitted with at the
     /// door ([`super::admit`]), held until it is answered.
     fn admit_extra(&self, bytes: usize, charged: usize) -> Result<crate::admission::Permit> {
@@ -209,19 +223,18 @@ impl KvService {
         self.check_serving()?;
         // A node whose clock is known to be wrong cannot tell a version from the future from
         // a current one, so it does not coordinate reads either (the client goes elsewhere).
-        let verdict = self.shared.clock_verdict();
-        if verdict.state == ClockState::Unhealthy {
-            return Err(Error::ClockUnsafe {
-                node: self.shared.id(),
-                state: verdict.state.name(),
-                reason: verdict.reason,
-            });
-        }
+        self.refuse_reads_on_unhealthy_clock()?;
         let newest = coordinator::read(&self.shared, &req.key, level).await?;
         self.shared
             .admission
             .observe_read(newest.as_ref().map_or(0, |e| e.value.len()));
         let now = self.shared.wall_ms();
+        if newest.as_ref().is_some_and(|e| e.expires_at_ms != 0) {
+            // Expiry is judged by this node's wall clock, which may have jumped while the read
+            // was in flight (a strobing clock flips every few hundred ms): judged again after
+            // reading `now`, so a jumped clock never expires a value early (or keeps one late).
+            self.refuse_reads_on_unhealthy_clock()?;
+        }
         Ok(match newest {
             Some(e) if e.is_live(now) => pb::GetResponse {
                 timestamp: e.version.hlc,
