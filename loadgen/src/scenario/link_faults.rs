@@ -227,39 +227,10 @@ pub(super) fn timeline(s: &Scenario) -> Result<(), Invalid> {
             ),
         );
     }
-    let mut order: Vec<usize> = (0..s.faults.len())
-        .filter(|&i| s.faults[i].action.is_link())
-        .collect();
-    order.sort_by(|&a, &b| s.faults[a].at_s.total_cmp(&s.faults[b].at_s));
-    let mut in_force: Option<(usize, Option<f64>)> = None;
-    for i in order {
-        let f = &s.faults[i];
-        if let Some((_, Some(until))) = in_force
-            && until <= f.at_s
-        {
-            in_force = None;
-        }
-        match (f.action, in_force) {
-            (FaultAction::Restore, None) => {
-                return bad(
-                    &format!("fault[{i}].action"),
-                    format!("restore at {} s: no link fault is in force", f.at_s),
-                );
-            }
-            (FaultAction::Restore, Some(_)) => in_force = None,
-            (_, Some((j, _))) => {
-                return bad(
-                    &format!("fault[{i}].at_s"),
-                    format!(
-                        "{} at {} s while fault[{j}] is still in force: restore it first \
-                         (a restore action or its until_s)",
-                        f.action.name(),
-                        f.at_s
-                    ),
-                );
-            }
-            (_, None) => in_force = Some((i, f.until_s)),
-        }
-    }
-    Ok(())
+    super::fault_timeline::one_at_a_time(
+        s,
+        FaultAction::is_link,
+        FaultAction::Restore,
+        "link fault",
+    )
 }

@@ -15,6 +15,7 @@
 //! This module does not run anything and does no I/O besides reading the file.
 
 mod clock_faults;
+mod fault_timeline;
 mod invalid;
 mod link_faults;
 mod membership;

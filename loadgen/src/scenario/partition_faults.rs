@@ -196,41 +196,10 @@ pub(super) fn validate(
 /// Checks the partition timeline: at most one partition in force at a time (a new shape waits
 /// for the heal or `until_s` of the one before), and every heal heals something.
 pub(super) fn timeline(s: &Scenario) -> Result<(), Invalid> {
-    let mut order: Vec<usize> = (0..s.faults.len())
-        .filter(|&i| s.faults[i].action.is_partition())
-        .collect();
-    order.sort_by(|&a, &b| s.faults[a].at_s.total_cmp(&s.faults[b].at_s));
-    // The partition in force: its fault index and when it ends (`None`: at a heal).
-    let mut in_force: Option<(usize, Option<f64>)> = None;
-    for i in order {
-        let f = &s.faults[i];
-        if let Some((_, Some(until))) = in_force
-            && until <= f.at_s
-        {
-            in_force = None;
-        }
-        match (f.action, in_force) {
-            (FaultAction::Heal, None) => {
-                return bad(
-                    &format!("fault[{i}].action"),
-                    format!("heal at {} s: no partition is in force", f.at_s),
-                );
-            }
-            (FaultAction::Heal, Some(_)) => in_force = None,
-            (_, Some((j, _))) => {
-                return bad(
-                    &format!("fault[{i}].at_s"),
-                    format!(
-                        "{} at {} s while fault[{j}] ({}) is still in force: heal it first \
-                         (a heal action or its until_s)",
-                        f.action.name(),
-                        f.at_s,
-                        s.faults[j].action.name()
-                    ),
-                );
-            }
-            (_, None) => in_force = Some((i, f.until_s)),
-        }
-    }
-    Ok(())
+    super::fault_timeline::one_at_a_time(
+        s,
+        FaultAction::is_partition,
+        FaultAction::Heal,
+        "partition",
+    )
 }
