@@ -13,6 +13,7 @@ use kvstore_proto::Version;
 use kvstore_proto::ring::{Arc as TokenArc, Token, key_hash};
 
 use super::tree::leaf_of;
+use super::trees::arc_holding;
 use crate::storage::{Engine, StorageError};
 
 /// What an exchange knows of one key on one side.
@@ -41,8 +42,7 @@ pub fn list_keys(
     }
     for key in engine.keys() {
         let t = key_hash(key.as_bytes());
-        let Some((_, (arc, set))) = leaves.range(t..).next().or_else(|| leaves.iter().next())
-        else {
+        let Some((arc, set)) = arc_holding(leaves, t) else {
             continue;
         };
         if !arc.contains(t) || !set.contains(&leaf_of(*arc, t)) {

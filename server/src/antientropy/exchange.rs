@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::node::shared::Shared;
 use crate::replication::channel::InternalClient;
 use crate::replication::replica::apply_streamed;
-use crate::replication::wire::{from_wire_entry, to_wire_entry};
-use crate::storage::Entry;
+use crate::replication::wire::{from_wire_keyed, to_wire_keyed};
+use crate::storage::{Engine, StorageError};
 
 /// Keys per fetch or push message.
 pub const COPY_BATCH: usize = 256;
@@ -96,6 +96,21 @@ async fn remote_hashes(
         .into_inner();
     spend(shared, bytes, &resp).await;
     Ok(resp.arcs.into_iter().map(|h| (h.end, h)).collect())
+}
+
+/// The stored entries of `keys`, in their wire form (absent keys are left out): what a fetch
+/// answers and a push sends. Blocking: reads the engine.
+pub fn stored_entries(
+    engine: &dyn Engine,
+    keys: Vec<String>,
+) -> std::result::Result<Vec<pb::KeyedEntry>, StorageError> {
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        if let Some(e) = engine.get_entry(&k)? {
+            out.push(to_wire_keyed(k, &e));
+        }
+    }
+    Ok(out)
 }
 
 /// Runs one exchange with `peer` over `arcs`.
@@ -270,11 +285,7 @@ pub async fn exchange(
             .map_err(|s| peer_error(peer, "fetch", s.message()))?
             .into_inner();
         spend(shared, &mut bytes, &batch).await;
-        let entries: Vec<(String, Entry)> = batch
-            .entries
-            .into_iter()
-            .filter_map(|ke| Some((ke.key, from_wire_entry(ke.entry?))))
-            .collect();
+        let entries = from_wire_keyed(batch.entries);
         let s = shared.clone();
         tokio::task::spawn_blocking(move || apply_streamed(&s, entries))
             .await
@@ -286,20 +297,9 @@ pub async fn exchange(
     for chunk in to_copy.push.chunks(COPY_BATCH) {
         let s = shared.clone();
         let keys = chunk.to_vec();
-        let entries = tokio::task::spawn_blocking(move || -> Result<Vec<pb::KeyedEntry>> {
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                if let Some(e) = s.engine.get_entry(&k)? {
-                    out.push(pb::KeyedEntry {
-                        key: k,
-                        entry: Some(to_wire_entry(&e)),
-                    });
-                }
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::Membership(format!("anti-entropy read: {e}")))??;
+        let entries = tokio::task::spawn_blocking(move || stored_entries(s.engine.as_ref(), keys))
+            .await
+            .map_err(|e| Error::Membership(format!("anti-entropy read: {e}")))??;
         let req = pb::EntryBatch { entries };
         spend(shared, &mut bytes, &req).await;
         let resp = client

@@ -23,13 +23,16 @@ pub fn jittered(mean: Duration, rng: &mut impl Rng) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// Makes the trees track the arcs this node replicates in the current ring.
-pub fn follow_ring(shared: &Shared) -> bool {
+/// Makes the trees track the arcs this node replicates in the current ring, unless the ring
+/// is still the one of fingerprint `last` (updated).
+pub fn follow_ring(shared: &Shared, last: &mut Option<u64>) -> bool {
     let view = shared.view();
-    let arcs = view
-        .placement
-        .current()
-        .arcs_of(shared.id(), shared.config.replication_factor);
+    let ring = view.placement.current();
+    if *last == Some(ring.fingerprint()) {
+        return false;
+    }
+    *last = Some(ring.fingerprint());
+    let arcs = ring.arcs_of(shared.id(), shared.config.replication_factor);
     shared.anti_entropy.trees.set_arcs(&arcs)
 }
 
@@ -40,6 +43,11 @@ pub fn rebuild_step(shared: &Shared) -> usize {
     let now = shared.wall_ms();
     let stale_before =
         now.saturating_sub(shared.config.anti_entropy_rebuild_interval.as_millis() as u64);
+    // The engine's figures are asked only when some arc is due, and never under the trees'
+    // lock: the engine calls into the trees under its key locks.
+    if !trees.any_due(stale_before) {
+        return 0;
+    }
     let chunk = trees.due_chunk(stale_before, shared.engine.stats().keys);
     if chunk.is_empty() {
         return 0;
@@ -76,8 +84,9 @@ pub async fn run(shared: Arc<Shared>) {
         .config
         .anti_entropy_interval
         .map(|i| Instant::now() + jittered(i, &mut rng));
+    let mut ring = None;
     while tick.next().await {
-        follow_ring(&shared);
+        follow_ring(&shared, &mut ring);
         let s = shared.clone();
         match tokio::task::spawn_blocking(move || rebuild_step(&s)).await {
             Ok(n) if n > 0 => tracing::debug!(arcs = n, "hash trees rebuilt"),

@@ -15,6 +15,9 @@
 //! not see it); a key still to be scanned is left to the scan, which will read its newest
 //! version. When the scan ends, the fresh trees replace the old ones.
 //!
+//! Lock order: the engine's key lock, then the trees' lock (the observer is called under the
+//! first); nothing holding the trees' lock calls into the engine.
+//!
 //! The set of arcs follows the ring ([`Trees::set_arcs`]): an arc that is no longer this node's
 //! is dropped, a new one is unbuilt (exchanges skip it) until a rebuild covers it.
 
@@ -97,8 +100,10 @@ pub struct Trees {
     inner: Mutex<Inner>,
 }
 
-/// The slot of `map` whose arc holds `token`.
-fn arc_holding<T>(map: &BTreeMap<Token, T>, token: Token) -> Option<&T> {
+/// The entry of `map` (keyed by arc end token, arcs of one ring) whose arc would hold `token`:
+/// the first arc ending at or after it, wrapping to the first. The caller checks `contains`
+/// (the map may hold only some of the ring's arcs).
+pub fn arc_holding<T>(map: &BTreeMap<Token, T>, token: Token) -> Option<&T> {
     map.range(token..)
         .next()
         .or_else(|| map.iter().next())
@@ -224,6 +229,14 @@ impl Trees {
         }
     }
 
+    /// Whether some arc is unbuilt or was built before `stale_before_ms`.
+    pub fn any_due(&self, stale_before_ms: u64) -> bool {
+        self.lock()
+            .slots
+            .values()
+            .any(|s| !s.built || s.built_at_ms < stale_before_ms)
+    }
+
     /// The next chunk of arcs due for a rebuild: the unbuilt ones first, then those built
     /// longest ago if that is before `stale_before_ms`; at most about
     /// [`REBUILD_CHUNK_KEYS`] keys' worth (out of `engine_keys`), at least one arc.
@@ -303,7 +316,7 @@ impl Trees {
             if let Some((end, tree)) = arc_holding_mut(&mut r.fresh, t)
                 && r.arcs[&end].contains(t)
             {
-                tree.insert(leaf_of(r.arcs[&end], t), key, v);
+                toggle(tree, r.arcs[&end], key, t, None, Some(v));
             }
         });
         going
@@ -342,6 +355,24 @@ impl Trees {
     }
 }
 
+/// Moves `key` (at `token`, on `arc`) from `old` to `new` in `tree`.
+fn toggle(
+    tree: &mut ArcTree,
+    arc: TokenArc,
+    key: &str,
+    token: Token,
+    old: Option<Version>,
+    new: Option<Version>,
+) {
+    let leaf = leaf_of(arc, token);
+    if let Some(o) = old {
+        tree.remove(leaf, key, o);
+    }
+    if let Some(n) = new {
+        tree.insert(leaf, key, n);
+    }
+}
+
 impl ChangeObserver for Trees {
     fn changed(&self, key: &str, old: Option<Version>, new: Option<Version>) {
         let t = key_hash(key.as_bytes());
@@ -350,13 +381,7 @@ impl ChangeObserver for Trees {
         if let Some((_, slot)) = arc_holding_mut(&mut inner.slots, t)
             && slot.arc.contains(t)
         {
-            let leaf = leaf_of(slot.arc, t);
-            if let Some(o) = old {
-                slot.tree.remove(leaf, key, o);
-            }
-            if let Some(n) = new {
-                slot.tree.insert(leaf, key, n);
-            }
+            toggle(&mut slot.tree, slot.arc, key, t, old, new);
         }
         let Some(r) = inner.rebuild.as_mut() else {
             return;
@@ -371,13 +396,7 @@ impl ChangeObserver for Trees {
             && let Some((end, tree)) = arc_holding_mut(&mut r.fresh, t)
             && r.arcs[&end].contains(t)
         {
-            let leaf = leaf_of(r.arcs[&end], t);
-            if let Some(o) = old {
-                tree.remove(leaf, key, o);
-            }
-            if let Some(n) = new {
-                tree.insert(leaf, key, n);
-            }
+            toggle(tree, r.arcs[&end], key, t, old, new);
         }
     }
 }

@@ -13,8 +13,7 @@ use super::placement::Placement;
 use crate::error::{Error, Result};
 use crate::node::shared::Shared;
 use crate::replication::replica::apply_streamed;
-use crate::replication::wire::{from_wire_entry, to_wire_entry};
-use crate::storage::Entry;
+use crate::replication::wire::{from_wire_keyed, to_wire_keyed};
 
 /// Attempts per source when streaming a range in.
 pub const STREAM_ATTEMPTS: usize = 3;
@@ -46,11 +45,7 @@ pub async fn stream_from(shared: &Arc<Shared>, source: u32, arcs: &[TokenArc]) -
                 .into_inner();
             let mut applied = 0;
             while let Some(batch) = stream.message().await.map_err(|s| s.message().to_owned())? {
-                let entries: Vec<(String, Entry)> = batch
-                    .entries
-                    .into_iter()
-                    .filter_map(|ke| Some((ke.key, from_wire_entry(ke.entry?))))
-                    .collect();
+                let entries = from_wire_keyed(batch.entries);
                 let s = shared.clone();
                 applied += tokio::task::spawn_blocking(move || apply_streamed(&s, entries))
                     .await
@@ -89,10 +84,7 @@ pub fn scan_ranges(
         let Some(entry) = shared.engine.get_entry(&key).map_err(|e| e.to_string())? else {
             continue;
         };
-        batch.push(pb::KeyedEntry {
-            key,
-            entry: Some(to_wire_entry(&entry)),
-        });
+        batch.push(to_wire_keyed(key, &entry));
         if batch.len() >= STREAM_BATCH
             && !send(pb::EntryBatch {
                 entries: std::mem::take(&mut batch),

@@ -1,6 +1,7 @@
 //! Wire conversions of the request path between nodes: an [`Entry`] to and from its
-//! `pb::Entry` form, and a write as the `ReplicateRequest` a replica receives. Pure, below
-//! everything that sends or serves them.
+//! `pb::Entry` form (alone and keyed, as range streaming and anti-entropy move them), and a
+//! write as the `ReplicateRequest` a replica receives. Pure, below everything that sends or
+//! serves them.
 
 use kvstore_proto::{Version, pb};
 
@@ -36,5 +37,21 @@ pub fn to_wire_entry(e: &Entry) -> pb::Entry {
         version: Some(e.version.into()),
         tombstone: e.tombstone,
         expires_at_ms: e.expires_at_ms,
+    }
+}
+
+/// Keyed entries from their wire form (one without an entry is left out).
+pub fn from_wire_keyed(entries: Vec<pb::KeyedEntry>) -> Vec<(String, Entry)> {
+    entries
+        .into_iter()
+        .filter_map(|ke| Some((ke.key, from_wire_entry(ke.entry?))))
+        .collect()
+}
+
+/// The wire form of a keyed entry.
+pub fn to_wire_keyed(key: String, e: &Entry) -> pb::KeyedEntry {
+    pb::KeyedEntry {
+        key,
+        entry: Some(to_wire_entry(e)),
     }
 }

@@ -522,16 +522,7 @@ impl NodeInternal for InternalService {
         bounded("keys", keys.len())?;
         let shared = self.shared.clone();
         let entries = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                if let Some(e) = shared.engine.get_entry(&k)? {
-                    out.push(pb::KeyedEntry {
-                        key: k,
-                        entry: Some(to_wire_entry(&e)),
-                    });
-                }
-            }
-            Ok::<_, crate::storage::StorageError>(out)
+            crate::antientropy::exchange::stored_entries(shared.engine.as_ref(), keys)
         })
         .await
         .map_err(internal)?
@@ -547,11 +538,7 @@ impl NodeInternal for InternalService {
         require_anti_entropy(&self.shared)?;
         let batch = request.into_inner();
         bounded("entries", batch.entries.len())?;
-        let entries: Vec<(String, crate::storage::Entry)> = batch
-            .entries
-            .into_iter()
-            .filter_map(|ke| Some((ke.key, crate::replication::wire::from_wire_entry(ke.entry?))))
-            .collect();
+        let entries = crate::replication::wire::from_wire_keyed(batch.entries);
         let shared = self.shared.clone();
         let applied = tokio::task::spawn_blocking(move || {
             crate::replication::replica::apply_streamed(&shared, entries)
