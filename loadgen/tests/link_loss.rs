@@ -5,36 +5,18 @@
 //! network namespace (`unshare --net`, the test re-runs itself there). Needs root, unshare and
 //! iptables; elsewhere it skips with the reason (and fails under CI=true, which installs them).
 
+mod netns_support;
+
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::Duration;
 
-use loadgen::cluster::partition::{self, Firewall, node_ip};
+use loadgen::cluster::partition::{Firewall, node_ip};
 
-const INSIDE: &str = "KVSTORE_TEST_IN_NETNS";
 const NAME: &str = "loss_drops_its_share_of_a_directed_link_and_restore_ends_it";
 
 #[test]
 fn loss_drops_its_share_of_a_directed_link_and_restore_ends_it() {
-    if std::env::var_os(INSIDE).is_none() {
-        if let Err(why) = partition::available() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "link loss test cannot run in CI: {why}"
-            );
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-        let me = std::env::current_exe().expect("test binary path");
-        let status = Command::new("unshare")
-            .arg("--net")
-            .arg("--")
-            .arg(&me)
-            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env(INSIDE, "1")
-            .status()
-            .expect("run unshare");
-        assert!(status.success(), "the test inside the namespace failed");
+    if !netns_support::in_private_netns(NAME) {
         return;
     }
     let fw = Firewall::install().expect("install the chains");

@@ -7,15 +7,15 @@
 //! Needs root, unshare and iptables; elsewhere it skips with the reason (and fails under
 //! CI=true, which installs them).
 
+mod netns_support;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use loadgen::cluster::link_proxy::{LinkProxy, LinkShape};
-use loadgen::cluster::partition::{self, Firewall, node_ip};
+use loadgen::cluster::partition::{Firewall, node_ip};
 
-const INSIDE: &str = "KVSTORE_TEST_IN_NETNS";
 const NAME: &str = "a_slowed_link_delays_its_steered_connections_only";
 
 /// An echo server on `ip`, one thread per connection.
@@ -65,25 +65,7 @@ fn round_trip(s: &mut TcpStream, tag: u8) -> Duration {
 
 #[test]
 fn a_slowed_link_delays_its_steered_connections_only() {
-    if std::env::var_os(INSIDE).is_none() {
-        if let Err(why) = partition::available() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "slow link test cannot run in CI: {why}"
-            );
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-        let me = std::env::current_exe().expect("test binary path");
-        let status = Command::new("unshare")
-            .arg("--net")
-            .arg("--")
-            .arg(&me)
-            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env(INSIDE, "1")
-            .status()
-            .expect("run unshare");
-        assert!(status.success(), "the test inside the namespace failed");
+    if !netns_support::in_private_netns(NAME) {
         return;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -5,8 +5,9 @@
 //! itself there, so its rules touch nothing outside and vanish with it. Needs root, unshare and
 //! iptables; elsewhere it skips with the reason (and fails under CI=true, which installs them).
 
+mod netns_support;
+
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kvstore_client::{Client, ClientConfig, ConsistencyLevel, WriteOptions, pb};
@@ -14,35 +15,9 @@ use loadgen::cluster::launcher::{LocalCluster, ServerProgram, wait_formed};
 use loadgen::cluster::partition::{self, Firewall, Shape};
 use loadgen::scenario::ClusterSpec;
 
-const INSIDE: &str = "KVSTORE_TEST_IN_NETNS";
-
 #[test]
 fn a_cut_link_carries_nothing_and_a_healed_one_works_again() {
-    if std::env::var_os(INSIDE).is_none() {
-        if let Err(why) = partition::available() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "partition test cannot run in CI: {why}"
-            );
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-        // Re-run just this test inside a network namespace of its own.
-        let me = std::env::current_exe().expect("test binary path");
-        let status = Command::new("unshare")
-            .arg("--net")
-            .arg("--")
-            .arg(&me)
-            .args([
-                "a_cut_link_carries_nothing_and_a_healed_one_works_again",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(INSIDE, "1")
-            .status()
-            .expect("run unshare");
-        assert!(status.success(), "the test inside the namespace failed");
+    if !netns_support::in_private_netns("a_cut_link_carries_nothing_and_a_healed_one_works_again") {
         return;
     }
     tokio::runtime::Builder::new_multi_thread()

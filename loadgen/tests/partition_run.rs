@@ -6,6 +6,8 @@
 //! client homed on the isolated node fails through the cut while the majority's clients keep
 //! succeeding. Needs root, unshare and iptables; elsewhere it skips with the reason (and fails under CI=true, which installs them).
 
+mod netns_support;
+
 use std::process::Command;
 
 const SCENARIO: &str = r#"
@@ -50,12 +52,7 @@ until_s = 6.0
 
 #[test]
 fn a_run_with_a_partition_and_a_lossy_link_cuts_heals_and_judges() {
-    if let Err(why) = loadgen::cluster::partition::available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "partition run cannot run in CI: {why}"
-        );
-        eprintln!("SKIPPED: {why}");
+    if !netns_support::partitions_available("partition run") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -152,12 +149,7 @@ until_s = 6.0
 /// back to full speed, `faults.csv` and `phases.csv` name it, and the history is VALID.
 #[test]
 fn a_run_with_a_slow_link_steers_shapes_restores_and_judges() {
-    if let Err(why) = loadgen::cluster::partition::available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "slow link run cannot run in CI: {why}"
-        );
-        eprintln!("SKIPPED: {why}");
+    if !netns_support::partitions_available("slow link run") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -272,12 +264,7 @@ fn ops_of(history: &std::path::Path, client: u32) -> Vec<kvstore_checker::Record
 /// history is VALID.
 #[test]
 fn a_follow_partition_cuts_each_client_off_with_its_home_side() {
-    if let Err(why) = loadgen::cluster::partition::available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "follow partition run cannot run in CI: {why}"
-        );
-        eprintln!("SKIPPED: {why}");
+    if !netns_support::partitions_available("follow partition run") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
