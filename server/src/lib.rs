@@ -12,6 +12,7 @@
 //! - [`antientropy`]: hash trees per arc and the repair exchanges between replicas (what
 //!   makes every replica converge, and tombstones collectable);
 //! - [`service`]: the gRPC handlers, the only place errors become statuses;
+//! - [`blocking`]: where storage work runs (the blocking pool, or inline under a simulation);
 //! - [`admission`]: the budget of client requests and bytes a node works on at once;
 //! - [`node`]: [`node::run`], a node on an already-bound listener;
 //! - [`cli`]: the `kvstore-server` command line ([`cli::main`]);
@@ -21,6 +22,7 @@
 
 pub mod admission;
 pub mod antientropy;
+pub mod blocking;
 pub mod cli;
 pub mod clock_guard;
 pub mod cluster;

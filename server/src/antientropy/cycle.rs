@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use kvstore_proto::pb;
 use kvstore_proto::ring::Arc as TokenArc;

@@ -263,11 +263,10 @@ pub async fn exchange(
         }
         let (s, ls) = (shared.clone(), leaves.clone());
         let grace = shared.config.tombstone_grace.as_millis() as u64;
-        let ours = tokio::task::spawn_blocking(move || {
-            list_keys(s.engine.as_ref(), &ls, s.wall_ms(), grace)
-        })
-        .await
-        .map_err(|e| Error::Membership(format!("anti-entropy key listing: {e}")))??;
+        let ours =
+            crate::blocking::spawn(move || list_keys(s.engine.as_ref(), &ls, s.wall_ms(), grace))
+                .await
+                .map_err(|e| Error::Membership(format!("anti-entropy key listing: {e}")))??;
         report.keys_compared = (ours.len() + theirs.len()) as u64;
         to_copy = plan(&ours, &theirs);
     }
@@ -287,7 +286,7 @@ pub async fn exchange(
         spend(shared, &mut bytes, &batch).await;
         let entries = from_wire_keyed(batch.entries);
         let s = shared.clone();
-        tokio::task::spawn_blocking(move || apply_streamed(&s, entries))
+        crate::blocking::spawn(move || apply_streamed(&s, entries))
             .await
             .map_err(|e| Error::Membership(format!("anti-entropy apply: {e}")))??;
         report.fetched += chunk.len() as u64;
@@ -297,7 +296,7 @@ pub async fn exchange(
     for chunk in to_copy.push.chunks(COPY_BATCH) {
         let s = shared.clone();
         let keys = chunk.to_vec();
-        let entries = tokio::task::spawn_blocking(move || stored_entries(s.engine.as_ref(), keys))
+        let entries = crate::blocking::spawn(move || stored_entries(s.engine.as_ref(), keys))
             .await
             .map_err(|e| Error::Membership(format!("anti-entropy read: {e}")))??;
         let req = pb::EntryBatch { entries };

@@ -4,7 +4,8 @@
 //! that nodes started together do not repair in lockstep.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
@@ -79,7 +80,7 @@ pub async fn run(shared: Arc<Shared>) {
         return;
     }
     let mut tick = Periodic::new(TICK, shared.stop_signal());
-    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(shared.with_rng(|r| r.random()));
     let mut next_cycle = shared
         .config
         .anti_entropy_interval
@@ -88,7 +89,7 @@ pub async fn run(shared: Arc<Shared>) {
     while tick.next().await {
         follow_ring(&shared, &mut ring);
         let s = shared.clone();
-        match tokio::task::spawn_blocking(move || rebuild_step(&s)).await {
+        match crate::blocking::spawn(move || rebuild_step(&s)).await {
             Ok(n) if n > 0 => tracing::debug!(arcs = n, "hash trees rebuilt"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "hash tree rebuild failed"),

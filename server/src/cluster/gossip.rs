@@ -138,10 +138,12 @@ pub async fn run_gossip(shared: Arc<Shared>) {
             ((), false)
         });
         let candidates = others(&shared);
-        let chosen: Vec<(u32, String, Health)> = candidates
-            .choose_multiple(&mut rand::rng(), GOSSIP_FANOUT)
-            .cloned()
-            .collect();
+        let chosen: Vec<(u32, String, Health)> = shared.with_rng(|rng| {
+            candidates
+                .choose_multiple(rng, GOSSIP_FANOUT)
+                .cloned()
+                .collect()
+        });
         let calls = chosen
             .iter()
             .map(|(id, addr, _)| exchange(&shared, Some(*id), addr));

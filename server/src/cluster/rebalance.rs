@@ -355,7 +355,7 @@ pub async fn run_cleanup(shared: Arc<Shared>) {
             continue;
         }
         let s = shared.clone();
-        let removed = tokio::task::spawn_blocking(move || cleanup_once(&s, &view.placement))
+        let removed = crate::blocking::spawn(move || cleanup_once(&s, &view.placement))
             .await
             .unwrap_or(0);
         if removed > 0 {

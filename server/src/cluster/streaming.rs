@@ -47,7 +47,7 @@ pub async fn stream_from(shared: &Arc<Shared>, source: u32, arcs: &[TokenArc]) -
             while let Some(batch) = stream.message().await.map_err(|s| s.message().to_owned())? {
                 let entries = from_wire_keyed(batch.entries);
                 let s = shared.clone();
-                applied += tokio::task::spawn_blocking(move || apply_streamed(&s, entries))
+                applied += crate::blocking::spawn(move || apply_streamed(&s, entries))
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::storage::io::FileSystem;
 use crate::storage::{Engine, FsyncPolicy, Log, LogConfig, Memory, StorageError};
 
 /// Holds the data directory's lock until dropped.
@@ -116,10 +117,11 @@ pub struct Opened {
     pub log: Option<Arc<Log>>,
 }
 
-/// Opens the engine kept in `dir` (`None`: in memory, nothing survives a restart) with fsync
+/// Opens the engine kept in `dir` on `fs` (`None`: in memory, nothing survives a restart) with fsync
 /// policy `fsync` and the node's key and value limits (hint keys carry a 9-byte prefix, so the
 /// key limit gets that much headroom).
 pub fn open_engine(
+    fs: Arc<dyn FileSystem>,
     dir: Option<&Path>,
     fsync: &str,
     max_key_bytes: usize,
@@ -139,6 +141,7 @@ pub fn open_engine(
     cfg.max_key_bytes = max_key_bytes + 16;
     cfg.max_value_bytes = max_value_bytes;
     cfg.tombstone_grace = tombstone_grace;
+    cfg.fs = fs;
     let log = Arc::new(Log::open(cfg).map_err(|e| match e {
         StorageError::Locked { path } => Error::Locked { path },
         other => Error::Storage(other),

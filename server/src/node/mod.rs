@@ -10,6 +10,7 @@
 //! the engines and save the member table.
 
 pub mod datadir;
+pub mod environment;
 pub mod shared;
 
 use std::future::Future;
@@ -24,9 +25,10 @@ use crate::cluster::repair_ledger::{RepairLedger, RepairedSince};
 use crate::cluster::{gossip, persist, rebalance};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
-use crate::hlc::{FileHighWater, Hlc, SystemClock};
+use crate::hlc::{FileHighWater, Hlc};
 use crate::replication::handoff;
 use crate::service;
+pub use environment::{Environment, Listener, Mount};
 use shared::{Shared, Stores, stopped};
 
 /// How long a stopping node waits for in-flight calls before closing anyway.
@@ -55,21 +57,50 @@ pub async fn run(
 /// [`run`], calling `on_ready` once the node is up and serving.
 pub async fn run_with_ready(
     listener: TcpListener,
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    on_ready: impl FnOnce(Ready) + Send,
+) -> Result<()> {
+    run_in(
+        Environment::default(),
+        Listener::Tcp(listener),
+        config,
+        shutdown,
+        on_ready,
+    )
+    .await
+}
+
+/// [`run_with_ready`] in a given [`Environment`] (clock, network, file system, seed), serving
+/// on `listener`: a simulation runs its nodes through this.
+pub async fn run_in(
+    env: Environment,
+    listener: Listener,
     mut config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send,
     on_ready: impl FnOnce(Ready) + Send,
 ) -> Result<()> {
-    let local = listener.local_addr().map_err(|source| Error::Io {
-        context: "listener has no local address".into(),
-        source,
-    })?;
+    let local = match &listener {
+        Listener::Tcp(l) => l.local_addr().map(Some).map_err(|source| Error::Io {
+            context: "listener has no local address".into(),
+            source,
+        })?,
+        Listener::Mounted { .. } => None,
+    };
+    let bound = match (&listener, local) {
+        (Listener::Mounted { address, .. }, _) => address.clone(),
+        (_, Some(local)) => local.to_string(),
+        (_, None) => String::new(),
+    };
     if config.advertise_address.ends_with(":0") || config.advertise_address.is_empty() {
-        config.advertise_address = local.to_string();
+        config.advertise_address = bound;
     }
     // A node listening on one address also talks to its peers from it (as Cassandra's
     // listen_address): node-to-node traffic is then identified by source and destination
     // address, which is what a firewall (or the nemesis's partitions) acts on.
-    if !local.ip().is_unspecified() {
+    if let Some(local) = local
+        && !local.ip().is_unspecified()
+    {
         config.peer_source_ip = Some(local.ip());
     }
     config.validate()?;
@@ -82,6 +113,7 @@ pub async fn run_with_ready(
     }
     let open = |sub: &str| {
         datadir::open_engine(
+            env.fs.clone(),
             dir.as_ref().map(|d| d.join(sub)).as_deref(),
             &config.fsync,
             config.max_key_bytes,
@@ -100,7 +132,7 @@ pub async fn run_with_ready(
             window: config.max_hint_window,
         },
     )?;
-    let mut hlc = Hlc::new(Arc::new(SystemClock), config.max_clock_offset_ms);
+    let mut hlc = Hlc::new(env.clock.clone(), config.max_clock_offset_ms);
     if let Some(d) = &dir {
         let (store, recovered) =
             FileHighWater::open(d.join("hlc.ceiling")).map_err(|source| Error::Io {
@@ -168,7 +200,13 @@ pub async fn run_with_ready(
         hints,
         repairs,
     };
-    let shared = Shared::new(config, stores, hlc, table, tls);
+    let network = env.network.clone().unwrap_or_else(|| {
+        crate::replication::channel::tonic_network(
+            tls.as_ref().map(|t| t.peer_client.clone()),
+            config.peer_source_ip,
+        )
+    });
+    let shared = Shared::new(config, stores, hlc, table, tls, network, env.seed);
     if !had_peers && shared.config.join.is_empty() {
         shared.set_synced();
     }
@@ -222,29 +260,47 @@ pub async fn run_with_ready(
     const MAX_STREAMS_PER_CONNECTION: u32 = 512;
     let services = service::services(&shared);
     let mut server_stop = shared.stop_signal();
-    // Builder::tcp_nodelay only applies to listeners tonic binds itself; set it on every
-    // accepted connection, or Nagle plus delayed ACKs add ~40 ms to small answers.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &shared.tls {
-        builder = builder
-            .tls_config(tls.server.clone())
-            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
-    }
-    let server = tokio::spawn(
-        builder
-            .tcp_nodelay(true)
-            // Bounds what one connection can make this node decode and hold at once (each
-            // stream may carry a value of up to the value limit); admission control bounds the
-            // node as a whole. Peers use a handful of streams per connection.
-            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-            .add_service(services.kv)
-            .add_service(services.internal)
-            .add_service(services.echo)
-            .serve_with_incoming_shutdown(incoming, async move {
+    let server = match listener {
+        Listener::Tcp(listener) => {
+            // Builder::tcp_nodelay only applies to listeners tonic binds itself; set it on
+            // every accepted connection, or Nagle plus delayed ACKs add ~40 ms to small answers.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = &shared.tls {
+                builder = builder
+                    .tls_config(tls.server.clone())
+                    .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+            }
+            tokio::spawn(
+                builder
+                    .tcp_nodelay(true)
+                    // Bounds what one connection can make this node decode and hold at once
+                    // (each stream may carry a value of up to the value limit); admission
+                    // control bounds the node as a whole. Peers use a handful of streams per
+                    // connection.
+                    .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+                    .add_service(services.kv)
+                    .add_service(services.internal)
+                    .add_service(services.echo)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = server_stop.wait_for(|s| *s).await;
+                    }),
+            )
+        }
+        Listener::Mounted { mut mount, .. } => {
+            mount.mount(
+                tonic::service::Routes::new(services.kv)
+                    .add_service(services.internal)
+                    .add_service(services.echo),
+            );
+            tokio::spawn(async move {
                 let _ = server_stop.wait_for(|s| *s).await;
-            }),
-    );
+                mount.unmount();
+                Ok::<(), tonic::transport::Error>(())
+            })
+        }
+    };
     tracing::info!(node = shared.id(), address = %shared.config.advertise_address, "serving");
 
     let mut tasks = Vec::new();
@@ -327,7 +383,7 @@ pub async fn run_with_ready(
     }
     save_members(&shared);
     let s = shared.clone();
-    tokio::task::spawn_blocking(move || {
+    crate::blocking::spawn(move || {
         s.engine.flush()?;
         s.hints.flush()
     })
@@ -375,7 +431,7 @@ async fn maintenance(shared: Arc<Shared>) {
         tokio::select! {
             _ = tick.tick() => {
                 let s = shared.clone();
-                let r = tokio::task::spawn_blocking(move || storage_upkeep(&s)).await;
+                let r = crate::blocking::spawn(move || storage_upkeep(&s)).await;
                 match r {
                     Ok(Ok(())) => tracing::debug!("maintenance done"),
                     Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use futures::future::{BoxFuture, Shared as SharedFuture};
 use tokio::sync::watch;
@@ -25,6 +25,7 @@ use crate::cluster::repair_ledger::RepairLedger;
 use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::hlc::Hlc;
+use crate::replication::channel::PeerNetwork;
 use crate::replication::peer::{Peer, Peers};
 use crate::replication::slow::SlowReplicas;
 use crate::storage::{Engine, Log};
@@ -160,6 +161,9 @@ pub struct Shared {
     stop: watch::Sender<bool>,
     /// The leave in progress or last attempted, if any.
     leaving: Mutex<Option<LeaveHandle>>,
+    /// The node's random choices (gossip targets, repair jitter): seeded by a simulation, so
+    /// its runs repeat; from the OS otherwise.
+    rng: Mutex<rand::rngs::StdRng>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -178,12 +182,13 @@ impl Shared {
         hlc: Hlc,
         table: MemberTable,
         tls: Option<crate::tls::NodeTls>,
+        network: Arc<dyn PeerNetwork>,
+        seed: Option<u64>,
     ) -> Arc<Self> {
         let peers = Peers::new(
+            network,
             config.cluster_secret.as_deref(),
             config.grpc_message_limit(),
-            tls.as_ref().map(|t| t.peer_client.clone()),
-            config.peer_source_ip,
         );
         let Stores {
             engine,
@@ -228,6 +233,10 @@ impl Shared {
             restoring: AtomicBool::new(false),
             stop,
             leaving: Mutex::new(None),
+            rng: Mutex::new(match seed {
+                Some(seed) => rand::SeedableRng::seed_from_u64(seed),
+                None => rand::SeedableRng::from_os_rng(),
+            }),
         });
         shared.refresh_view();
         shared
@@ -422,6 +431,11 @@ impl Shared {
     /// The slot of the leave in progress (see [`crate::cluster::rebalance::start_leave`]).
     pub fn leave_slot(&self) -> MutexGuard<'_, Option<LeaveHandle>> {
         self.leaving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` with the node's random generator (a short section).
+    pub fn with_rng<T>(&self, f: impl FnOnce(&mut rand::rngs::StdRng) -> T) -> T {
+        f(&mut self.rng.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Asks the node to stop.

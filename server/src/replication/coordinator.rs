@@ -44,7 +44,7 @@ pub async fn apply_local(shared: &Arc<Shared>, key: String, entry: Entry) -> Res
         return outcome.map(|_| ()).map_err(Error::from);
     }
     let s = shared.clone();
-    tokio::task::spawn_blocking(move || {
+    crate::blocking::spawn(move || {
         let outcome = s.engine.apply(&key, entry);
         note_storage_outcome(&s, &outcome);
         outcome.map(|_| ())
@@ -124,7 +124,7 @@ fn hint(shared: &Arc<Shared>, node: u32, key: &str, entry: &Entry) {
     };
     let (s, key, entry) = (shared.clone(), key.to_owned(), entry.clone());
     let now = shared.wall_ms();
-    tokio::task::spawn_blocking(
+    crate::blocking::spawn(
         move || match (s.hints.add(node, &key, entry, now), slot).0 {
             Ok(Kept::Stored) => {}
             Ok(Kept::Expired) => {
@@ -170,7 +170,7 @@ pub async fn write(
     // it, it is refused here, sent nowhere (a definite failure), instead of being sent to the
     // others and answered "unknown"; otherwise it is hinted for that peer, as its replicator
     // would have failed it anyway.
-    let now = std::time::Instant::now();
+    let now = tokio::time::Instant::now();
     let takes_writes = |n: u32| {
         view.takes_writes(n) && (n == shared.id() || !shared.peers.recently_failed(n, now))
     };

@@ -56,12 +56,11 @@ pub async fn replay_target(shared: &Arc<Shared>, target: u32) -> Result<u64, Str
             after.clone(),
         );
         let now = shared.wall_ms();
-        let batch = tokio::task::spawn_blocking(move || {
-            s.hints.take_batch(target, from.as_deref(), limit, now)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let batch =
+            crate::blocking::spawn(move || s.hints.take_batch(target, from.as_deref(), limit, now))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         if batch.is_empty() {
             if replayed > 0 {
                 tracing::info!(target, replayed, "hints replayed");

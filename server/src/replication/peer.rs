@@ -17,20 +17,18 @@
 //! replica reads of coordinated gets.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
+use super::channel::{AddSecret, InternalClient, PeerChannel, PeerNetwork, RECONNECT_BACKOFF};
+use super::reader::{ReadOutcome, Reader};
 use kvstore_proto::pb;
 use kvstore_proto::pb::node_internal_client::NodeInternalClient;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
-
-use super::channel::{AddSecret, InternalClient, RECONNECT_BACKOFF, channel};
-use super::reader::{ReadOutcome, Reader};
 
 /// Largest number of writes in one batch.
 pub const MAX_BATCH_WRITES: usize = 512;
@@ -256,31 +254,23 @@ impl Peer {
 #[derive(Debug)]
 pub struct Peers {
     peers: Mutex<HashMap<u32, Arc<Peer>>>,
-    /// TLS (with this node's peer certificate) for every connection, when the cluster uses it.
-    tls: Option<tonic::transport::ClientTlsConfig>,
+    /// What every connection goes through (TCP in a node process, memory in a simulation).
+    network: Arc<dyn PeerNetwork>,
     secret: AddSecret,
     message_limit: usize,
     latency: Arc<AckLatency>,
-    source_ip: Option<IpAddr>,
 }
 
 impl Peers {
-    /// No peers yet; `secret` is sent on every call, `message_limit` bounds gRPC messages,
-    /// `tls` (when set) secures every connection, and connections start from `source_ip` when
-    /// given.
-    pub fn new(
-        secret: Option<&str>,
-        message_limit: usize,
-        tls: Option<tonic::transport::ClientTlsConfig>,
-        source_ip: Option<IpAddr>,
-    ) -> Self {
+    /// No peers yet; every connection goes through `network`, `secret` is sent on every call
+    /// and `message_limit` bounds gRPC messages.
+    pub fn new(network: Arc<dyn PeerNetwork>, secret: Option<&str>, message_limit: usize) -> Self {
         Self {
             peers: Mutex::new(HashMap::new()),
-            tls,
+            network,
             secret: AddSecret::new(secret),
             message_limit,
             latency: Arc::default(),
-            source_ip,
         }
     }
 
@@ -291,11 +281,11 @@ impl Peers {
 
     /// A client for an address that need not be a member (seeds).
     pub fn client_for(&self, address: &str) -> Result<InternalClient, String> {
-        let channel = channel(address, self.tls.as_ref(), self.source_ip)?;
+        let channel = self.network.channel(address)?;
         Ok(self.wrap(channel))
     }
 
-    fn wrap(&self, channel: Channel) -> InternalClient {
+    fn wrap(&self, channel: PeerChannel) -> InternalClient {
         NodeInternalClient::with_interceptor(channel, self.secret.clone())
             .max_decoding_message_size(self.message_limit)
             .max_encoding_message_size(self.message_limit)
@@ -319,7 +309,7 @@ impl Peers {
         {
             return Ok(p.clone());
         }
-        let client = self.wrap(channel(address, self.tls.as_ref(), self.source_ip)?);
+        let client = self.wrap(self.network.channel(address)?);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let failed_at = Arc::new(Mutex::new(None));
         tokio::spawn(replicator(

@@ -16,7 +16,7 @@
 //! (`service::internal`), writes (`peer`'s replicator).
 
 use std::collections::HashMap;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use kvstore_proto::pb;
 use tokio::sync::{mpsc, oneshot};

@@ -81,7 +81,7 @@ impl NodeInternal for InternalService {
         super::auth::require_peer(&request)?;
         let s = self.shared.clone();
         let write = request.into_inner();
-        let mut results = tokio::task::spawn_blocking(move || apply_writes(&s, vec![write]))
+        let mut results = crate::blocking::spawn(move || apply_writes(&s, vec![write]))
             .await
             .map_err(internal)?;
         Ok(Response::new(results.pop().unwrap_or_default()))
@@ -122,10 +122,9 @@ impl NodeInternal for InternalService {
                 let (s, tx) = (shared.clone(), tx.clone());
                 tokio::spawn(async move {
                     let id = batch.batch_id;
-                    let results =
-                        tokio::task::spawn_blocking(move || apply_writes(&s, batch.writes))
-                            .await
-                            .map_err(internal);
+                    let results = crate::blocking::spawn(move || apply_writes(&s, batch.writes))
+                        .await
+                        .map_err(internal);
                     let ack = results.map(|results| pb::ReplicateBatchAck {
                         batch_id: id,
                         results,
@@ -284,14 +283,10 @@ impl NodeInternal for InternalService {
                 end: r.end,
             })
             .collect();
-        let (tx, rx) = mpsc::channel(4);
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            let err_tx = tx.clone();
-            if let Err(e) =
-                streaming::scan_ranges(&shared, &arcs, |b| tx.blocking_send(Ok(b)).is_ok())
-            {
-                let _ = err_tx.blocking_send(Err(internal(e)));
+        let rx = crate::blocking::produce(4, move |emit| {
+            if let Err(e) = streaming::scan_ranges(&shared, &arcs, |b| emit(Ok(b))) {
+                emit(Err(internal(e)));
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -476,8 +471,7 @@ impl NodeInternal for InternalService {
             .acquire_owned()
             .await
             .map_err(internal)?;
-        let (tx, rx) = mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
+        let rx = crate::blocking::produce(4, move |emit| {
             let _permit = permit;
             let grace = shared.config.tombstone_grace.as_millis() as u64;
             match crate::antientropy::diff::list_keys(
@@ -499,13 +493,13 @@ impl NodeInternal for InternalService {
                         let batch = pb::AaeKeyBatch {
                             keys: chunk.to_vec(),
                         };
-                        if tx.blocking_send(Ok(batch)).is_err() {
+                        if !emit(Ok(batch)) {
                             return;
                         }
                     }
                 }
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(to_status(&Error::Storage(e), Op::Read)));
+                    emit(Err(to_status(&Error::Storage(e), Op::Read)));
                 }
             }
         });
@@ -521,7 +515,7 @@ impl NodeInternal for InternalService {
         let keys = request.into_inner().keys;
         bounded("keys", keys.len())?;
         let shared = self.shared.clone();
-        let entries = tokio::task::spawn_blocking(move || {
+        let entries = crate::blocking::spawn(move || {
             crate::antientropy::exchange::stored_entries(shared.engine.as_ref(), keys)
         })
         .await
@@ -540,7 +534,7 @@ impl NodeInternal for InternalService {
         bounded("entries", batch.entries.len())?;
         let entries = crate::replication::wire::from_wire_keyed(batch.entries);
         let shared = self.shared.clone();
-        let applied = tokio::task::spawn_blocking(move || {
+        let applied = crate::blocking::spawn(move || {
             crate::replication::replica::apply_streamed(&shared, entries)
         })
         .await

@@ -90,7 +90,7 @@ impl KvService {
         Ok(self
             .shared
             .admission
-            .admit_extra(bytes.saturating_sub(charged), std::time::Instant::now())?)
+            .admit_extra(bytes.saturating_sub(charged), tokio::time::Instant::now())?)
     }
 
     fn check_serving(&self) -> Result<()> {
@@ -295,7 +295,7 @@ impl KvService {
         &self,
         op: usize,
         level: usize,
-        started: std::time::Instant,
+        started: tokio::time::Instant,
         r: std::result::Result<T, Status>,
     ) -> std::result::Result<T, Status> {
         self.shared
@@ -311,7 +311,7 @@ impl KvStore for KvService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let charged = charged(&request);
         let req = request.into_inner();
         let level = level_index(req.consistency, self.shared.config.read_consistency);
@@ -327,7 +327,7 @@ impl KvStore for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let charged = charged(&request);
         let req = request.into_inner();
         let level = level_index(req.consistency, self.shared.config.write_consistency);
@@ -343,7 +343,7 @@ impl KvStore for KvService {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let charged = charged(&request);
         let req = request.into_inner();
         let level = level_index(req.consistency, self.shared.config.write_consistency);
