@@ -190,7 +190,7 @@ impl SimCluster {
         });
     }
 
-    async fn wait_ready(&self, id: u32) {
+    async fn wait_ready(&mut self, id: u32) {
         let ok = self
             .wait_until(Duration::from_secs(120), || async {
                 let n = &self.nodes[&id];
@@ -198,12 +198,17 @@ impl SimCluster {
                 r.ready.load(Ordering::SeqCst) || r.task.is_finished()
             })
             .await;
-        let r = self.nodes[&id].running.as_ref().expect("running");
-        assert!(
-            ok && !r.task.is_finished(),
-            "seed {}: node {id} did not become ready",
-            self.seed
-        );
+        let node = self.nodes.get_mut(&id).expect("known node");
+        let r = node.running.as_ref().expect("running");
+        if r.task.is_finished() {
+            let r = node.running.take().expect("running");
+            let outcome = r.task.await;
+            panic!(
+                "seed {}: node {id} stopped before it was ready: {outcome:?}",
+                self.seed
+            );
+        }
+        assert!(ok, "seed {}: node {id} did not become ready", self.seed);
     }
 
     /// Polls `cond` every 50 ms (simulated) until it holds or `within` passed; whether it held.

@@ -14,5 +14,6 @@ pub mod clock;
 pub mod cluster;
 pub mod network;
 pub mod runtime;
+pub mod workload;
 
 pub use cluster::SimCluster;
