@@ -190,7 +190,7 @@ impl SimCluster {
         });
     }
 
-    async fn wait_ready(&self, id: u32) {
+    async fn wait_ready(&mut self, id: u32) {
         let ok = self
             .wait_until(Duration::from_secs(120), || async {
                 let n = &self.nodes[&id];
@@ -199,9 +199,18 @@ impl SimCluster {
             })
             .await;
         let r = self.nodes[&id].running.as_ref().expect("running");
-        assert!(
-            ok && !r.task.is_finished(),
-            "seed {}: node {id} did not become ready",
+        if ok && !r.task.is_finished() {
+            return;
+        }
+        // A node that stopped by itself says why: its outcome is the only trace of it.
+        let outcome = if r.task.is_finished() {
+            let r = self.nodes.get_mut(&id).and_then(|n| n.running.take());
+            format!("it stopped: {:?}", r.expect("running").task.await)
+        } else {
+            "still starting after 120 s".to_string()
+        };
+        panic!(
+            "seed {}: node {id} did not become ready: {outcome}",
             self.seed
         );
     }
