@@ -9,6 +9,7 @@
 //! assertion. Sleeps below only let simulated time pass while a control is in force.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -438,9 +439,17 @@ fn burst(c: &SimCluster, coordinator: u32, prefix: &str, count: usize) -> Vec<Pu
         .collect()
 }
 
-/// Waits for every put of a burst (none may hang) and returns the acknowledged keys.
-async fn acknowledged(seed: u64, handles: Vec<PutTask>) -> Vec<String> {
-    let (mut ok, mut failed, mut slowest) = (Vec::new(), BTreeMap::new(), Duration::ZERO);
+/// The answers of a burst: keys acknowledged, and keys refused with UNAVAILABLE (a definite
+/// failure: the coordinator sent the write nowhere).
+struct Answers {
+    ok: Vec<String>,
+    refused: Vec<String>,
+}
+
+/// Waits for every put of a burst (none may hang) and sorts the answers.
+async fn answers(seed: u64, handles: Vec<PutTask>) -> Answers {
+    let (mut ok, mut refused) = (Vec::new(), Vec::new());
+    let (mut failed, mut slowest) = (BTreeMap::new(), Duration::ZERO);
     for h in handles {
         let (key, r, took) = tokio::time::timeout(Duration::from_secs(30), h)
             .await
@@ -449,7 +458,12 @@ async fn acknowledged(seed: u64, handles: Vec<PutTask>) -> Vec<String> {
         slowest = slowest.max(took);
         match r {
             Ok(()) => ok.push(key),
-            Err(s) => *failed.entry(format!("{:?}", s.code())).or_insert(0) += 1,
+            Err(s) => {
+                *failed.entry(format!("{:?}", s.code())).or_insert(0) += 1;
+                if s.code() == tonic::Code::Unavailable {
+                    refused.push(key);
+                }
+            }
         }
     }
     eprintln!(
@@ -461,12 +475,51 @@ async fn acknowledged(seed: u64, handles: Vec<PutTask>) -> Vec<String> {
         slowest <= Duration::from_secs(3),
         "seed {seed}: a put took {slowest:?}"
     );
-    ok
+    Answers { ok, refused }
+}
+
+/// No replica holds a key whose put was refused as a definite failure.
+async fn check_nowhere(c: &SimCluster, keys: &[String], nodes: &[u32]) {
+    for key in keys {
+        for &n in nodes {
+            assert_eq!(
+                stored(c, n, key).await,
+                None,
+                "seed {}: {key} was refused (UNAVAILABLE) but node {n} holds it",
+                c.seed
+            );
+        }
+    }
+}
+
+/// Once every node's hints are replayed, a definitely refused write still is nowhere (no
+/// hint was kept for it either).
+async fn check_nowhere_after_hints(c: &SimCluster, keys: &[String], nodes: &[u32]) {
+    assert!(
+        c.wait_until(Duration::from_secs(60), || async {
+            for &n in nodes {
+                if status(c, n).await.hints_pending > 0 {
+                    return false;
+                }
+            }
+            true
+        })
+        .await,
+        "seed {}: hints were not all replayed within 60 s",
+        c.seed
+    );
+    check_nowhere(c, keys, nodes).await;
 }
 
 /// Every acknowledged key is on at least two replicas, read with every node-to-node link cut
-/// (so neither hints nor read repair can have added a copy since).
-async fn check_on_two_replicas(c: &SimCluster, keys: &[String], nodes: &[u32]) {
+/// (so neither hints nor read repair can have added a copy since); `also` checks more under
+/// the same cut.
+async fn check_on_two_replicas<F: Future<Output = ()>>(
+    c: &SimCluster,
+    keys: &[String],
+    nodes: &[u32],
+    also: impl FnOnce() -> F,
+) {
     c.partition(&[&[1], &[2], &[3]]);
     for key in keys {
         let mut copies = 0;
@@ -481,6 +534,7 @@ async fn check_on_two_replicas(c: &SimCluster, keys: &[String], nodes: &[u32]) {
             c.seed
         );
     }
+    also().await;
     c.heal();
 }
 
@@ -531,10 +585,17 @@ fn a_stream_lost_mid_batch_leaves_only_truthful_answers() {
         tokio::time::sleep(Duration::from_millis(40)).await;
         c.drop_rate(0.0);
         assert!(c.network().traffic().lost > lost, "nothing was lost");
-        let ok = acknowledged(seed, handles).await;
-        assert!(!ok.is_empty() && ok.len() < 300, "the break had no effect");
-        check_on_two_replicas(&c, &ok, &[1, 2, 3]).await;
+        let a = answers(seed, handles).await;
+        assert!(
+            !a.ok.is_empty() && a.ok.len() < 300,
+            "seed {seed}: the break had no effect"
+        );
+        check_on_two_replicas(&c, &a.ok, &[1, 2, 3], || {
+            check_nowhere(&c, &a.refused, &[1, 2, 3])
+        })
+        .await;
         check_streams_reopen(&c, 1, 3).await;
+        check_nowhere_after_hints(&c, &a.refused, &[1, 2, 3]).await;
         finish(c).await;
     });
 }
@@ -557,20 +618,24 @@ fn a_replica_crashing_mid_batch_leaves_only_truthful_answers() {
         let handles = burst(&c, 2, "crash", 300);
         tokio::time::sleep(Duration::from_millis(100)).await;
         c.crash(1).await;
-        let ok = acknowledged(seed, handles).await;
+        let a = answers(seed, handles).await;
         assert!(
-            !ok.is_empty() && ok.len() < 300,
+            !a.ok.is_empty() && a.ok.len() < 300,
             "seed {seed}: the crash had no effect"
         );
         c.partition(&[&[1], &[2], &[3]]);
         c.restart(1).await;
-        check_on_two_replicas(&c, &ok, &[1, 2, 3]).await;
+        check_on_two_replicas(&c, &a.ok, &[1, 2, 3], || {
+            check_nowhere(&c, &a.refused, &[1, 2, 3])
+        })
+        .await;
         assert!(
             c.wait_until(Duration::from_secs(60), || c.converged(&[1, 2, 3]))
                 .await,
             "seed {seed}: node 1 did not come back up"
         );
         check_streams_reopen(&c, 2, 1).await;
+        check_nowhere_after_hints(&c, &a.refused, &[1, 2, 3]).await;
         finish(c).await;
     });
 }
