@@ -749,7 +749,8 @@ fn control_pause_holds_traffic_until_resume() {
 }
 
 /// A delay on the links from the coordinator to the other replicas holds an ALL write at
-/// least that long; without it the write is quick.
+/// least that long, once per write even when writes are pipelined on one stream; without it
+/// the write is quick.
 #[test]
 fn control_delay_delays_messages() {
     let seed = runtime::seed_or(110);
@@ -767,6 +768,32 @@ fn control_delay_delays_messages() {
                 .await
                 .unwrap_or_else(|s| panic!("seed {seed}: delayed ALL put: {s}"));
             slow.push(t0.elapsed());
+        }
+        // A delay is latency, not a queue: puts sent 10 ms apart, each batch on the open
+        // stream while the previous ones are still on their way, each take the delay once.
+        let pipelined: Vec<_> = (0..10u64)
+            .map(|i| {
+                let mut kv = c.kv(CLIENT_BASE + 2, 1);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(10 * i)).await;
+                    let t0 = Instant::now();
+                    let r = put(
+                        &mut kv,
+                        &format!("pipelined-{i}"),
+                        "v",
+                        pb::Consistency::All,
+                    )
+                    .await;
+                    (r.is_ok(), t0.elapsed())
+                })
+            })
+            .collect();
+        for h in pipelined {
+            let (ok, took) = h.await.expect("put task");
+            assert!(
+                ok && took >= d && took < d + Duration::from_millis(50),
+                "seed {seed}: a pipelined delayed put took {took:?} (ok: {ok})"
+            );
         }
         c.heal();
         let t0 = Instant::now();
