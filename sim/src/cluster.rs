@@ -198,17 +198,21 @@ impl SimCluster {
                 r.ready.load(Ordering::SeqCst) || r.task.is_finished()
             })
             .await;
-        let node = self.nodes.get_mut(&id).expect("known node");
-        let r = node.running.as_ref().expect("running");
-        if r.task.is_finished() {
-            let r = node.running.take().expect("running");
-            let outcome = r.task.await;
-            panic!(
-                "seed {}: node {id} stopped before it was ready: {outcome:?}",
-                self.seed
-            );
+        let r = self.nodes[&id].running.as_ref().expect("running");
+        if ok && !r.task.is_finished() {
+            return;
         }
-        assert!(ok, "seed {}: node {id} did not become ready", self.seed);
+        // A node that stopped by itself says why: its outcome is the only trace of it.
+        let outcome = if r.task.is_finished() {
+            let r = self.nodes.get_mut(&id).and_then(|n| n.running.take());
+            format!("it stopped: {:?}", r.expect("running").task.await)
+        } else {
+            "still starting after 120 s".to_string()
+        };
+        panic!(
+            "seed {}: node {id} did not become ready: {outcome}",
+            self.seed
+        );
     }
 
     /// Polls `cond` every 50 ms (simulated) until it holds or `within` passed; whether it held.

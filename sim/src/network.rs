@@ -15,13 +15,16 @@
 //!   HTTP/2 keep-alive would end it);
 //! - a loss rate drops a message with that probability (the call or stream breaks, as a reset
 //!   connection does), drawn from the network's seeded generator;
-//! - a delay holds each message of the link that long.
+//! - a delay holds each message of the link that long: latency, counted from when the sender
+//!   handed the message over, so messages sent back to back (a call's headers and its first
+//!   message, batches pipelined on a stream) travel together instead of queueing one delay
+//!   behind another.
 //!
 //! A request that crossed and whose answer is lost has been applied: that is the unknown
 //! outcome a real network produces, and the reason the checker exists. The fault rules are
 //! plain data ([`Rules`]) judged by a synchronous function; the body wrapper only waits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -325,17 +328,26 @@ async fn call(
             "simulated network: no node at {address}"
         ))));
     };
+    let (parts, body) = req.into_parts();
+    // The messages the caller has ready leave with the headers (HTTP/2 sends them back to
+    // back), so they are stamped now and arrive with them, not a delay after them.
+    let mut body = LinkBody::new(body, net.clone(), from, to);
+    body.read_ahead_now();
     net.cross(from, to, HELD_CALL_LIMIT).await.map_err(fail)?;
     let Some((_, routes)) = net.serving(address) else {
         return Err(fail(refused(from, to)));
     };
     net.count_call(from, to);
-    let (parts, body) = req.into_parts();
-    let body = Body::new(LinkBody::new(body, net.clone(), from, to));
-    let response = match routes.oneshot(http::Request::from_parts(parts, body)).await {
+    let response = match routes
+        .oneshot(http::Request::from_parts(parts, Body::new(body)))
+        .await
+    {
         Ok(r) => r,
         Err(never) => match never {},
     };
+    let (parts, body) = response.into_parts();
+    let mut body = LinkBody::new(body, net.clone(), to, from);
+    body.read_ahead_now();
     // The answer crosses back; a call whose answer cannot may have been applied.
     if let Err(s) = net.cross(to, from, HELD_MESSAGE_LIMIT).await {
         return Err(fail(if s.code() == tonic::Code::Unavailable {
@@ -344,27 +356,44 @@ async fn call(
             s
         }));
     }
-    let (parts, body) = response.into_parts();
-    Ok(http::Response::from_parts(
-        parts,
-        Body::new(LinkBody::new(body, net, to, from)),
-    ))
+    Ok(http::Response::from_parts(parts, Body::new(body)))
 }
 
+/// Frames a body reads ahead of the one crossing (a sender's window: beyond it, the sender
+/// waits for the receiver, as HTTP/2 flow control would make it).
+const READ_AHEAD: usize = 64;
+
 /// A request or response body whose every data frame crosses a simulated link.
+///
+/// Frames are read from the sender as soon as it has them (up to [`READ_AHEAD`]) and stamped
+/// with that moment: a link's delay is latency, so a frame sent while an earlier one is still
+/// on its way arrives its delay after it was sent, not its delay after the earlier one
+/// arrived. Each frame's fate is judged when it is next to cross, in order.
 struct LinkBody {
     inner: Body,
     net: Arc<SimNetwork>,
     from: Endpoint,
     to: Endpoint,
-    held: Option<Held>,
+    /// Frames read from `inner`, not yet delivered, in order.
+    queue: VecDeque<Queued>,
+    /// `inner` ended (after the queued frames).
+    inner_done: bool,
+    /// `inner` failed (after the queued frames).
+    inner_error: Option<Status>,
+    /// The link broke: nothing more crosses.
+    broken: bool,
+    /// A delay or a wait in progress for the frame at the head of the queue.
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
-struct Held {
+struct Queued {
     frame: Frame<Bytes>,
+    /// When the sender handed it over.
     since: Instant,
-    /// A delay or a wait in progress; `deliver` once it ends.
-    sleep: Option<(Pin<Box<Sleep>>, bool)>,
+    /// When it arrives, once judged deliverable.
+    due: Option<Instant>,
+    /// Whether it was held (a cut link or a pause): then its delay runs from its release.
+    held: bool,
 }
 
 impl LinkBody {
@@ -374,8 +403,48 @@ impl LinkBody {
             net,
             from,
             to,
-            held: None,
+            queue: VecDeque::new(),
+            inner_done: false,
+            inner_error: None,
+            broken: false,
+            sleep: None,
         }
+    }
+
+    /// Reads what the sender already has, without a task to wake (the body's first real poll
+    /// polls `inner` again, so no wake-up is lost).
+    fn read_ahead_now(&mut self) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.read_ahead(&mut cx);
+    }
+
+    fn read_ahead(&mut self, cx: &mut Context<'_>) {
+        while !self.inner_done && self.inner_error.is_none() && self.queue.len() < READ_AHEAD {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => break,
+                Poll::Ready(None) => self.inner_done = true,
+                Poll::Ready(Some(Err(e))) => self.inner_error = Some(e),
+                Poll::Ready(Some(Ok(frame))) => self.queue.push_back(Queued {
+                    frame,
+                    since: Instant::now(),
+                    due: None,
+                    held: false,
+                }),
+            }
+        }
+    }
+
+    fn deliver_head(&mut self) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        self.sleep = None;
+        let q = self.queue.pop_front().expect("a queued frame");
+        Poll::Ready(Some(Ok(q.frame)))
+    }
+
+    fn break_link(&mut self, s: Status) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        self.broken = true;
+        self.queue.clear();
+        self.sleep = None;
+        Poll::Ready(Some(Err(s)))
     }
 }
 
@@ -388,62 +457,70 @@ impl HttpBody for LinkBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
+        if this.broken {
+            return Poll::Ready(None);
+        }
+        this.read_ahead(cx);
         loop {
-            let Some(held) = &mut this.held else {
-                match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                    None => return Poll::Ready(None),
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                    Some(Ok(frame)) if !frame.is_data() => return Poll::Ready(Some(Ok(frame))),
-                    Some(Ok(frame)) => {
-                        this.held = Some(Held {
-                            frame,
-                            since: Instant::now(),
-                            sleep: None,
-                        });
-                        continue;
-                    }
+            let Some(head) = this.queue.front_mut() else {
+                if let Some(e) = this.inner_error.take() {
+                    return Poll::Ready(Some(Err(e)));
                 }
+                if this.inner_done {
+                    return Poll::Ready(None);
+                }
+                // `inner` is pending: it wakes this task.
+                return Poll::Pending;
             };
-            if let Some((sleep, deliver)) = &mut held.sleep {
+            if !head.frame.is_data() {
+                // Trailers: they follow the data before them.
+                return this.deliver_head();
+            }
+            if let Some(sleep) = &mut this.sleep {
                 ready!(sleep.as_mut().poll(cx));
-                let deliver = *deliver;
-                held.sleep = None;
-                if deliver {
-                    let held = this.held.take().expect("held");
-                    return Poll::Ready(Some(Ok(held.frame)));
+                this.sleep = None;
+            }
+            let now = Instant::now();
+            if let Some(due) = head.due {
+                if now >= due {
+                    return this.deliver_head();
                 }
+                this.sleep = Some(Box::pin(tokio::time::sleep_until(due)));
+                continue;
             }
             match this.net.judge(this.from, this.to, true) {
-                Fate::Deliver(d) if d.is_zero() => {
-                    let held = this.held.take().expect("held");
-                    return Poll::Ready(Some(Ok(held.frame)));
+                Fate::Deliver(d) => {
+                    let due = if head.held { now + d } else { head.since + d };
+                    if due <= now {
+                        return this.deliver_head();
+                    }
+                    head.due = Some(due);
+                    this.sleep = Some(Box::pin(tokio::time::sleep_until(due)));
                 }
-                Fate::Deliver(d) => held.sleep = Some((Box::pin(tokio::time::sleep(d)), true)),
-                Fate::Held if held.since.elapsed() >= HELD_MESSAGE_LIMIT => {
-                    this.held = None;
+                Fate::Held if now.duration_since(head.since) >= HELD_MESSAGE_LIMIT => {
                     this.net.count_timeout();
-                    return Poll::Ready(Some(Err(timed_out(this.from, this.to))));
+                    return this.break_link(timed_out(this.from, this.to));
                 }
                 Fate::Held => {
-                    held.sleep = Some((Box::pin(tokio::time::sleep(HOLD_POLL)), false));
+                    head.held = true;
+                    this.sleep = Some(Box::pin(tokio::time::sleep(HOLD_POLL)));
                 }
-                Fate::Lost => {
-                    this.held = None;
-                    return Poll::Ready(Some(Err(lost(this.from, this.to))));
-                }
+                Fate::Lost => return this.break_link(lost(this.from, this.to)),
                 Fate::Refused => {
-                    this.held = None;
-                    return Poll::Ready(Some(Err(Status::unknown(format!(
+                    let s = Status::unknown(format!(
                         "simulated network: connection between {} and {} reset (an end is down)",
                         this.from, this.to
-                    )))));
+                    ));
+                    return this.break_link(s);
                 }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.held.is_none() && self.inner.is_end_stream()
+        self.queue.is_empty()
+            && self.inner_error.is_none()
+            && (self.inner_done || self.inner.is_end_stream())
     }
 }
 
