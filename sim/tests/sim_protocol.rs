@@ -641,19 +641,16 @@ fn a_replica_crashing_mid_batch_leaves_only_truthful_answers() {
 }
 
 /// A node restarted on its data directory with its `--join` seed unreachable (here: node 3,
-/// which joined through node 1, restarting while cut off from node 1 but not from node 2).
+/// which joined through node 1, restarting while cut off from node 1 but not from node 2)
+/// comes back through another member its saved table knows.
+///
+/// Found by this simulation: `rebalance::join` asked only the `--join` seeds, so a node
+/// restarted with the same flags (as loadgen's launcher and the harness do) failed with
+/// `Membership("no seed answered: node-1.sim:7000: ...")` after 30 s while its seed was
+/// unreachable, or for good once the seed was gone, although node 2 would have answered. The
+/// join now also asks every member of the saved table.
 #[test]
-#[ignore = "store: a restarted node with --join re-runs the join and exits after 30 s when its \
-            seeds do not answer, instead of starting from its saved member table"]
 fn a_node_restarted_with_join_while_its_seed_is_unreachable_starts() {
-    // What happened (seed 106 of the crash test above, first version, and here): `node::run_in`
-    // takes the `rebalance::join` path whenever `config.join` is non-empty, even when the data
-    // directory holds a saved member table (`had_peers`); the join asks only the configured
-    // seeds and fails with `Membership("no seed answered: node-1.sim:7000: ...")` after
-    // SEED_DEADLINE (30 s). A node restarted with the same flags (as loadgen's launcher and the
-    // harness do) therefore cannot come back while its seed is unreachable, or ever once the
-    // seed is gone for good, although node 2 would answer. Expected: start from the saved table,
-    // announce to the known members (as a node without `--join` does), and rejoin.
     let seed = runtime::seed_or(114);
     runtime::run(seed, async move {
         let mut c = SimCluster::start(seed, 3).await;

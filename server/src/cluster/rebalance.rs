@@ -66,15 +66,37 @@ async fn answers_as(shared: &Shared, address: &str, id: u32) -> Option<String> {
     (pong.into_inner().from == id).then(|| address.to_owned())
 }
 
-/// Joins the cluster through the configured seeds; returns once this node is up.
+/// Where a joining node asks for the cluster's state: its `--join` seeds first, then the
+/// addresses of the members its saved table knows (none for a new node), each once.
+fn seed_addresses(shared: &Shared) -> Vec<String> {
+    let mut seeds = shared.config.join.clone();
+    let known: Vec<String> = shared.read_members(|t, _| {
+        t.members()
+            .filter(|m| m.id != t.self_id() && m.status != Status::Left)
+            .map(|m| m.address.clone())
+            .collect()
+    });
+    for address in known {
+        if !seeds.contains(&address) {
+            seeds.push(address);
+        }
+    }
+    seeds
+}
+
+/// Joins the cluster through the configured seeds (or, restarted, any member it knows);
+/// returns once this node is up.
 pub async fn join(shared: &Arc<Shared>) -> Result<()> {
     let me = shared.id();
-    // 1. Learn the cluster from a seed.
+    // 1. Learn the cluster from a seed: the --join addresses, then every member a restarted
+    // node's saved table knows (its seed may be the one node that is down or cut off; any
+    // live member can tell it the cluster's state).
+    let seeds = seed_addresses(shared);
     let until = tokio::time::Instant::now() + SEED_DEADLINE;
     let seed = loop {
         let mut last_err = String::new();
         let mut found = None;
-        for seed in &shared.config.join {
+        for seed in &seeds {
             let mut client = match shared.peers.client_for(seed) {
                 Ok(c) => c,
                 Err(e) => return Err(Error::Config(format!("--join {seed}: {e}"))),
