@@ -10,8 +10,8 @@
 //! `.ci/run`, which builds them and passes their paths:
 //! - `KVSTORE_LOADGEN`: the loadgen binary;
 //! - `KVSTORE_SERVER`: the normal `kvstore-server`;
-//! - `KVSTORE_FAULT_SERVER`: `kvstore-server` built with `--features fault-injection` (in its
-//!   own target directory, so the normal build never contains the flags).
+//! - `KVSTORE_FAULT_SERVER`: `kvstore-server` built with `--features fault-injection` (moved
+//!   out of `target/debug` by `.ci/run`, so the normal binary never contains the flags).
 //!
 //! Run by hand:
 //! `KVSTORE_LOADGEN=... KVSTORE_SERVER=... KVSTORE_FAULT_SERVER=... cargo test -p kvstore-checker --test e2e_faults -- --ignored --test-threads 1`
