@@ -13,7 +13,7 @@ use kvstore_sim::runtime;
 use kvstore_sim::workload::{self, WorkloadConfig};
 
 /// Seeds a plain `cargo test` runs.
-const CI_SEEDS: u64 = 200;
+const CI_SEEDS: u64 = 300;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
