@@ -142,9 +142,7 @@ impl SimCluster {
         let node = SimNode {
             config,
             // Every clock reads the same wall time at the same moment (until a test moves it).
-            clock: Arc::new(SimClock::starting_at(
-                EPOCH_MS + self.started.elapsed().as_millis() as u64,
-            )),
+            clock: Arc::new(SimClock::starting_at(self.true_ms())),
             fs: Arc::new(SimFs::new()),
             running: None,
         };
@@ -416,6 +414,22 @@ impl SimCluster {
     /// `node`'s wall clock now.
     pub fn clock_ms(&self, node: u32) -> u64 {
         self.nodes[&node].clock.now_ms()
+    }
+
+    /// The true time: what every clock read at the cluster's start, advanced with the runtime.
+    pub fn true_ms(&self) -> u64 {
+        EPOCH_MS + self.started.elapsed().as_millis() as u64
+    }
+
+    /// How far `node`'s wall clock is from the true time, ms (ahead when positive).
+    pub fn clock_offset_ms(&self, node: u32) -> i64 {
+        self.clock_ms(node) as i64 - self.true_ms() as i64
+    }
+
+    /// Sets `node`'s clock right again (rate 1, true time), as NTP would once it is fixed.
+    pub fn clock_reset(&self, node: u32) {
+        self.clock_rate(node, 1.0);
+        self.clock_jump(node, -self.clock_offset_ms(node));
     }
 
     /// Starts a new node `node`, joining through the running nodes, and waits until it is

@@ -297,6 +297,10 @@ fn write_outcome(s: &tonic::Status) -> Outcome {
     }
 }
 
+/// The largest clock offset the nemesis leaves a node at: inside the clock guard's margin
+/// (80% of the default 500 ms max offset), so the store must tolerate it.
+const MAX_SWEEP_OFFSET_MS: i64 = 300;
+
 /// One fault: applied, held for a while, undone. Returns its description.
 async fn nemesis_step(c: &mut SimCluster, rng: &mut StdRng, zero: Instant) -> String {
     let nodes = c.node_ids();
@@ -351,16 +355,24 @@ async fn nemesis_step(c: &mut SimCluster, rng: &mut StdRng, zero: Instant) -> St
             format!("crash and restart node {n}")
         }
         6 => {
-            // Within the clock guard's margin: a skew the store must tolerate.
-            let delta = rng.random_range(-300..300);
+            // To an offset within the clock guard's margin (jumps do not add up past it): a
+            // skew the store must tolerate. Beyond the max offset, replicas rightly refuse the
+            // skewed node's versions (or it theirs) and stay apart until the clock is fixed.
+            let to = rng.random_range(-MAX_SWEEP_OFFSET_MS..MAX_SWEEP_OFFSET_MS);
+            let delta = to - c.clock_offset_ms(n);
             c.clock_jump(n, delta);
-            format!("clock jump node {n} {delta:+} ms")
+            format!("clock jump node {n} {delta:+} ms (to {to:+} ms)")
         }
         _ => {
             let rate = rng.random_range(0.97..1.03);
             c.clock_rate(n, rate);
             tokio::time::sleep(hold).await;
             c.clock_rate(n, 1.0);
+            // What the drift added stays, bounded like a jump's offset.
+            let off = c.clock_offset_ms(n);
+            if off.abs() > MAX_SWEEP_OFFSET_MS {
+                c.clock_jump(n, off.signum() * MAX_SWEEP_OFFSET_MS - off);
+            }
             format!("clock rate node {n} {rate:.3}")
         }
     };
@@ -368,12 +380,12 @@ async fn nemesis_step(c: &mut SimCluster, rng: &mut StdRng, zero: Instant) -> St
 }
 
 /// Ends every fault: partitions, loss and delay healed, pauses resumed, crashed nodes
-/// restarted, clock rates reset (jumps stay: clocks are not set back).
+/// restarted, clocks set right (as loadgen resets its clock faults before the final phase).
 async fn heal_all(c: &mut SimCluster) {
     c.heal();
     for n in c.node_ids() {
         c.resume(n);
-        c.clock_rate(n, 1.0);
+        c.clock_reset(n);
         if !c.is_running(n) {
             c.restart(n).await;
         }

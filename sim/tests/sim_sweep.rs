@@ -5,7 +5,8 @@
 //! - `KVSTORE_SIM_SEEDS=5000 cargo test --release -p kvstore-sim --test sim_sweep` a longer sweep
 //!   (`KVSTORE_SIM_FIRST_SEED` moves its start);
 //! - `KVSTORE_SIM_SEED=1234 cargo test -p kvstore-sim --test sim_sweep` replays one seed and prints
-//!   its faults and report.
+//!   its faults and report; with `KVSTORE_SIM_HISTORY=PATH` it also writes the history as the
+//!   checker's CSV (`checker verify PATH`).
 
 use std::time::Instant;
 
@@ -21,6 +22,18 @@ fn env_u64(name: &str) -> Option<u64> {
             .parse()
             .unwrap_or_else(|_| panic!("{name}={v:?} is not an unsigned integer"))
     })
+}
+
+/// Writes a replayed seed's history as the checker's CSV (`checker verify PATH` reads it).
+fn write_history(history: &[kvstore_checker::Record], path: &std::path::Path) {
+    let file = std::fs::File::create(path)
+        .unwrap_or_else(|e| panic!("KVSTORE_SIM_HISTORY={}: {e}", path.display()));
+    let mut w = kvstore_checker::HistoryWriter::new(file).expect("history header");
+    for r in history {
+        w.write(r).expect("history row");
+    }
+    w.flush().expect("history written");
+    eprintln!("history written to {}", path.display());
 }
 
 #[test]
@@ -49,6 +62,9 @@ fn random_faults_never_break_the_checker_rules() {
         applied_unknown += s.unknown_writes_applied;
         if seeds.len() == 1 {
             eprintln!("{}", r.describe());
+            if let Some(path) = std::env::var_os("KVSTORE_SIM_HISTORY") {
+                write_history(&r.history, std::path::Path::new(&path));
+            }
         }
         if !r.report.valid {
             eprintln!("FAILED {}", r.describe());
